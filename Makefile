@@ -1,0 +1,46 @@
+# Everything a developer or CI needs; each target installs what it uses.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+TOOLS := .venv-tools
+TOOLS_STAMP := $(TOOLS)/.installed-stamp
+CHECKOV_VERSION := 3.3.30
+
+.PHONY: run test lint types unit template-checks bench package clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+# checkov pins its own dependency tree; it lives in a venv of its own.
+$(TOOLS_STAMP):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --upgrade pip
+	$(TOOLS)/bin/python -m pip install --quiet 'checkov==$(CHECKOV_VERSION)'
+	touch $@
+
+run: $(STAMP)
+	$(BIN)/ctr-billing transform --input firehose/data/example-ctrs.jsonl --format csv --output out/run/billing.csv
+	$(BIN)/ctr-billing transform --input firehose/data/example-ctrs.jsonl --format parquet --output out/run/billing.parquet
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+types: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest tests/unit
+
+test: lint types
+	$(BIN)/pytest
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) $(TOOLS) out build dist .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""Subcommands of the ``ctr-billing`` CLI, one module each."""

@@ -1,0 +1,186 @@
+"""One Firehose transformation batch: decode, classify, run batch stages, encode, answer every recordId.
+
+Plain dict access rather than powertools' event data classes: the data classes wrap every record and
+cost about a third of the per-record budget (see ``bench/bench_transform.py``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from transform.rows import CsvEncoder, json_row, partition_keys
+from transform.rules import (
+    BillableContact,
+    InvalidContact,
+    NotAContactRecord,
+    NotBillable,
+    Outcome,
+    classify,
+)
+from transform.settings import OutputFormat, TransformSettings
+
+# Lambda's synchronous response limit; Firehose retries an invocation whose response is too large.
+MAX_RESPONSE_BYTES = 6 * 1024 * 1024
+# JSON framing of one response record besides its recordId and data.
+_RECORD_OVERHEAD_BYTES = 64
+
+
+class ResponseTooLargeError(RuntimeError):
+    """The response would exceed 6 MB. Raised (not truncated) so Firehose retries the invocation."""
+
+
+class RecordDecodeError(ValueError):
+    """The record's data is not base64 of a UTF-8 JSON object. The message never holds the data."""
+
+
+@dataclass(slots=True)
+class PendingContact:
+    """A billable contact of this batch, before encoding. Batch stages may enrich or drop it."""
+
+    record_id: str
+    record: Mapping[str, Any]
+    contact: BillableContact
+    dropped_as: Outcome | None = None
+
+
+BatchStage = Callable[[Sequence[PendingContact]], None]
+
+
+@dataclass(slots=True)
+class BatchResult:
+    records: list[dict[str, Any]]
+    outcomes: Counter[Outcome] = field(default_factory=Counter)
+    not_billable: Counter[str] = field(default_factory=Counter)
+    # recordId -> the reason a record failed (a code or a field name, never a value).
+    failures: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def response(self) -> dict[str, Any]:
+        return {"records": self.records}
+
+
+def decode_record_data(data: object) -> dict[str, Any]:
+    if not isinstance(data, str):
+        raise RecordDecodeError("data is not a string")
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise RecordDecodeError("data is not base64") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise RecordDecodeError("data is not UTF-8") from None
+    try:
+        document = json.loads(text)
+    except (ValueError, RecursionError):
+        raise RecordDecodeError("data is not JSON") from None
+    if not isinstance(document, dict):
+        raise RecordDecodeError("data is not a JSON object")
+    return document
+
+
+class BatchTransformer:
+    """Turns Firehose records into the transformation response under fixed settings."""
+
+    def __init__(self, settings: TransformSettings, stages: Iterable[BatchStage] = ()) -> None:
+        self._settings = settings
+        self._stages = tuple(stages)
+        self._json = settings.output_format is OutputFormat.JSON
+        self._csv = CsvEncoder(settings.csv_columns, settings.billing_timezone)
+
+    def transform(self, records: Sequence[Mapping[str, Any]]) -> BatchResult:
+        settings = self._settings
+        answers: list[dict[str, Any]] = []
+        result = BatchResult(answers)
+        outcomes = result.outcomes
+        pending: list[tuple[int, PendingContact]] = []
+
+        for record in records:
+            record_id = record["recordId"]
+            try:
+                classification = classify(decode_record_data(record.get("data")), settings)
+            except RecordDecodeError as error:
+                outcomes[Outcome.MALFORMED] += 1
+                result.failures[record_id] = str(error)
+                answers.append(_failed(record_id, record))
+                continue
+            except Exception as error:  # a bug must cost one record, never the batch
+                outcomes[Outcome.INVALID] += 1
+                result.failures[record_id] = f"unexpected {type(error).__name__}"
+                answers.append(_failed(record_id, record))
+                continue
+            if isinstance(classification, BillableContact):
+                pending.append((len(answers), PendingContact(record_id, record, classification)))
+                answers.append({})  # filled in once the batch stages have run
+            elif isinstance(classification, NotBillable):
+                outcomes[Outcome.NOT_BILLABLE] += 1
+                result.not_billable[classification.reason.value] += 1
+                answers.append(_dropped(record_id))
+            elif isinstance(classification, NotAContactRecord):
+                outcomes[Outcome.NOT_A_CONTACT_RECORD] += 1
+                answers.append(_dropped(record_id))
+            else:
+                assert isinstance(classification, InvalidContact)
+                outcomes[Outcome.INVALID] += 1
+                result.failures[record_id] = classification.problem
+                answers.append(_failed(record_id, record))
+
+        if pending:
+            contacts = [item for _, item in pending]
+            for stage in self._stages:
+                stage(contacts)
+            for position, item in pending:
+                answers[position] = self._encode(item, result)
+
+        _check_response_size(answers)
+        return result
+
+    def _encode(self, item: PendingContact, result: BatchResult) -> dict[str, Any]:
+        if item.dropped_as is not None:
+            result.outcomes[item.dropped_as] += 1
+            return _dropped(item.record_id)
+        try:
+            if self._json:
+                answer = _ok(item.record_id, json_row(item.contact))
+                answer["metadata"] = {"partitionKeys": partition_keys(item.contact)}
+            else:
+                answer = _ok(item.record_id, self._csv.line(item.contact))
+        except UnicodeEncodeError:
+            result.outcomes[Outcome.INVALID] += 1
+            result.failures[item.record_id] = "text is not valid Unicode"
+            return _failed(item.record_id, item.record)
+        result.outcomes[Outcome.BILLABLE] += 1
+        return answer
+
+
+def _ok(record_id: str, data: bytes) -> dict[str, Any]:
+    return {"recordId": record_id, "result": "Ok", "data": base64.b64encode(data).decode("ascii")}
+
+
+def _dropped(record_id: str) -> dict[str, Any]:
+    # Firehose ignores a dropped record's data; an empty payload keeps the response small.
+    return {"recordId": record_id, "result": "Dropped", "data": ""}
+
+
+def _failed(record_id: str, record: Mapping[str, Any]) -> dict[str, Any]:
+    data = record.get("data")
+    return {
+        "recordId": record_id,
+        "result": "ProcessingFailed",
+        "data": data if isinstance(data, str) else "",
+    }
+
+
+def _check_response_size(answers: Sequence[Mapping[str, Any]]) -> None:
+    size = sum(len(answer["data"]) + len(answer["recordId"]) + _RECORD_OVERHEAD_BYTES for answer in answers)
+    if size > MAX_RESPONSE_BYTES:
+        raise ResponseTooLargeError(
+            f"transformed batch of {len(answers)} records would be about {size} bytes, over the 6 MB limit; "
+            "lower the Firehose processor's BufferSizeInMBs"
+        )

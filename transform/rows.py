@@ -1,0 +1,155 @@
+"""Billing row values per registry column, and their two encodings: CSV line and JSON row."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable, Sequence
+from datetime import datetime, tzinfo
+from typing import Any
+
+from transform.columns import COLUMNS, COLUMNS_BY_NAME, Column, ColumnType
+from transform.rules import BillableContact, call_type
+from transform.timestamps import TimestampError, format_local, format_utc, parse_timestamp
+
+Value = str | int | datetime | None
+Extractor = Callable[[BillableContact], Value]
+
+
+def text(value: object) -> str:
+    """A CTR field as CSV/JSON text: strings as given, scalars spelled out, anything else empty."""
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return ""
+
+
+def _optional_count(value: object) -> int | None:
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value >= 0:
+        return math.floor(value)
+    return None
+
+
+def _optional_timestamp(value: object) -> datetime | None:
+    try:
+        return parse_timestamp(value)
+    except TimestampError:
+        return None
+
+
+def _queue_name(contact: BillableContact) -> str:
+    queue = contact.ctr.get("Queue")
+    return text(queue.get("Name")) if isinstance(queue, dict) else ""
+
+
+def _patient_phone(contact: BillableContact) -> str:
+    endpoint = contact.ctr.get("CustomerEndpoint")
+    if isinstance(endpoint, dict) and endpoint.get("Type") == "TELEPHONE_NUMBER":
+        return text(endpoint.get("Address"))
+    return ""
+
+
+EXTRACTORS: dict[str, Extractor] = {
+    "call_type": lambda c: call_type(c.ctr.get("InitiationMethod")),
+    "initiation_timestamp": lambda c: c.initiated,
+    "duration_seconds": lambda c: c.duration_seconds,
+    "patient_phone": _patient_phone,
+    "provider_extension": lambda c: c.provider_extension,
+    "hold_seconds": lambda c: c.hold_seconds,
+    "contact_id": lambda c: text(c.ctr.get("ContactId")),
+    "initial_contact_id": lambda c: text(c.ctr.get("InitialContactId")),
+    "previous_contact_id": lambda c: text(c.ctr.get("PreviousContactId")),
+    "channel": lambda c: text(c.ctr.get("Channel")),
+    "initiation_method": lambda c: text(c.ctr.get("InitiationMethod")),
+    "connected_to_agent_timestamp": lambda c: c.connected,
+    "disconnect_timestamp": lambda c: c.disconnected,
+    "last_update_timestamp": lambda c: _optional_timestamp(c.ctr.get("LastUpdateTimestamp")),
+    "agent_id": lambda c: c.agent_id,
+    "agent_username": lambda c: text(c.agent.get("Username")),
+    "queue_name": _queue_name,
+    "number_of_holds": lambda c: _optional_count(c.agent.get("NumberOfHolds")),
+    "disconnect_reason": lambda c: text(c.ctr.get("DisconnectReason")),
+}
+assert tuple(EXTRACTORS) == tuple(COLUMNS_BY_NAME), "every registry column needs exactly one extractor"
+
+
+def row_values(contact: BillableContact, columns: Sequence[str] = tuple(EXTRACTORS)) -> dict[str, Value]:
+    return {name: EXTRACTORS[name](contact) for name in columns}
+
+
+# --- CSV -------------------------------------------------------------------------------------------
+
+_NEEDS_QUOTES = re.compile(r'[",\r\n]')
+_FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_text_cell(value: str, column: Column) -> str:
+    """Formula-injection guard, then RFC 4180 quoting.
+
+    The stdlib ``csv`` writer is not used: with a ``\\n`` line terminator it leaves a bare CR unquoted.
+    """
+    if value.startswith(_FORMULA_TRIGGERS) and not (
+        column.strict_format is not None and column.strict_format.fullmatch(value)
+    ):
+        value = "'" + value
+    if _NEEDS_QUOTES.search(value):
+        return '"' + value.replace('"', '""') + '"'
+    return value
+
+
+def csv_cell(value: Value, column: Column, zone: tzinfo | None) -> str:
+    if value is None:
+        return ""
+    if column.type is ColumnType.TIMESTAMP:
+        assert isinstance(value, datetime)
+        return format_utc(value) if zone is None else format_local(value, zone)
+    if column.type is ColumnType.BIGINT:
+        return str(value)
+    assert isinstance(value, str)
+    return csv_text_cell(value, column)
+
+
+class CsvEncoder:
+    """Encodes billable contacts as CSV lines of the configured columns (no header: Firehose concatenates)."""
+
+    def __init__(self, columns: Sequence[str], zone: tzinfo | None) -> None:
+        self._plan = tuple((EXTRACTORS[name], COLUMNS_BY_NAME[name]) for name in columns)
+        self._zone = zone
+        self.header = (",".join(columns) + "\n").encode()
+
+    def line(self, contact: BillableContact) -> bytes:
+        zone = self._zone
+        cells = [csv_cell(extract(contact), column, zone) for extract, column in self._plan]
+        return (",".join(cells) + "\n").encode()
+
+
+# --- JSON rows (data lake) -------------------------------------------------------------------------
+
+
+def json_value(value: Value) -> str | int | None:
+    if isinstance(value, datetime):
+        return format_utc(value)
+    return value
+
+
+def json_row(contact: BillableContact) -> bytes:
+    """Every registry column; timestamps as ``YYYY-MM-DDTHH:MM:SSZ`` (OpenX JSON SerDe), one object per line."""
+    # ASCII escapes keep lone surrogates (legal in JSON input) encodable.
+    return (json.dumps(json_row_dict(contact), separators=(",", ":")) + "\n").encode()
+
+
+def partition_keys(contact: BillableContact) -> dict[str, str]:
+    """Firehose dynamic-partition keys from the initiation time in UTC, so every version of a contact
+    lands in the same partition whatever its arrival time."""
+    day = format_utc(contact.initiated)
+    return {"year": day[0:4], "month": day[5:7], "day": day[8:10]}
+
+
+def json_row_dict(contact: BillableContact) -> dict[str, Any]:
+    return {column.name: json_value(EXTRACTORS[column.name](contact)) for column in COLUMNS}

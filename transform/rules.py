@@ -1,0 +1,154 @@
+"""The billing rules (DESIGN §3): classify one decoded CTR as billable, not billable or invalid.
+
+Pure functions over plain dicts; no AWS, no I/O. Messages never contain field values (PHI).
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from transform.settings import TransformSettings
+from transform.timestamps import TimestampError, parse_timestamp
+
+
+class Outcome(enum.Enum):
+    """One count per outcome; the values are the metric names."""
+
+    MALFORMED = "MalformedRecord"
+    NOT_A_CONTACT_RECORD = "NotAContactRecord"
+    INVALID = "InvalidContactRecord"
+    NOT_BILLABLE = "NotBillable"
+    BILLABLE = "BillableContact"
+    DUPLICATE = "DuplicateContact"
+
+
+class NotBillableReason(enum.Enum):
+    """Why a CTR is not billed; the values are the ``Reason`` metric dimension."""
+
+    CHANNEL = "ChannelNotBillable"
+    NOT_CONNECTED_TO_AGENT = "NotConnectedToAgent"
+    MONITOR = "SupervisorMonitor"
+    BELOW_MINIMUM_DURATION = "BelowMinimumDuration"
+
+
+OUTBOUND_METHODS = frozenset({"OUTBOUND", "CALLBACK", "API", "EXTERNAL_OUTBOUND", "CAMPAIGN_PREVIEW"})
+
+
+@dataclass(slots=True)
+class BillableContact:
+    """A billable CTR with its billing fields parsed; the other columns are read from ``ctr`` on demand."""
+
+    ctr: dict[str, Any]
+    agent: dict[str, Any]
+    initiated: datetime
+    connected: datetime
+    disconnected: datetime
+    duration_seconds: int
+    hold_seconds: int
+    provider_extension: str
+    agent_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class NotBillable:
+    reason: NotBillableReason
+
+
+@dataclass(frozen=True, slots=True)
+class NotAContactRecord:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidContact:
+    problem: str
+
+
+Classification = BillableContact | NotBillable | NotAContactRecord | InvalidContact
+
+NOT_A_CONTACT_RECORD = NotAContactRecord()
+
+
+def classify(ctr: dict[str, Any], settings: TransformSettings) -> Classification:
+    contact_id = ctr.get("ContactId")
+    if contact_id is None:
+        return NOT_A_CONTACT_RECORD
+    if not isinstance(contact_id, str) or not contact_id:
+        return InvalidContact("ContactId is not a non-empty string")
+
+    if ctr.get("Channel") not in settings.billable_channels:
+        return NotBillable(NotBillableReason.CHANNEL)
+    agent = ctr.get("Agent")
+    if not isinstance(agent, dict) or agent.get("ConnectedToAgentTimestamp") in (None, ""):
+        return NotBillable(NotBillableReason.NOT_CONNECTED_TO_AGENT)
+    if ctr.get("InitiationMethod") == "MONITOR":
+        return NotBillable(NotBillableReason.MONITOR)
+
+    try:
+        initiated = parse_timestamp(ctr.get("InitiationTimestamp"))
+    except TimestampError as error:
+        return InvalidContact(f"InitiationTimestamp {error}")
+    try:
+        connected = parse_timestamp(agent["ConnectedToAgentTimestamp"])
+    except TimestampError as error:
+        return InvalidContact(f"Agent.ConnectedToAgentTimestamp {error}")
+    try:
+        disconnected = parse_timestamp(ctr.get("DisconnectTimestamp"))
+    except TimestampError as error:
+        return InvalidContact(f"DisconnectTimestamp {error}")
+    if disconnected < connected:
+        return InvalidContact("DisconnectTimestamp precedes Agent.ConnectedToAgentTimestamp")
+
+    duration = math.floor((disconnected - connected).total_seconds())
+    if duration < settings.min_billable_seconds:
+        return NotBillable(NotBillableReason.BELOW_MINIMUM_DURATION)
+
+    hold = agent.get("CustomerHoldDuration")
+    if hold is None:
+        hold_seconds = 0
+    elif _is_finite_non_negative(hold):
+        hold_seconds = math.floor(hold)
+    else:
+        return InvalidContact("Agent.CustomerHoldDuration is not a non-negative number")
+
+    return BillableContact(
+        ctr=ctr,
+        agent=agent,
+        initiated=initiated,
+        connected=connected,
+        disconnected=disconnected,
+        duration_seconds=duration,
+        hold_seconds=hold_seconds,
+        provider_extension=extension_attribute(ctr, settings.extension_attribute),
+        agent_id=agent_id(agent),
+    )
+
+
+def call_type(initiation_method: object) -> str:
+    return "OUTBOUND" if initiation_method in OUTBOUND_METHODS else "INBOUND"
+
+
+def extension_attribute(ctr: dict[str, Any], attribute: str) -> str:
+    attributes = ctr.get("Attributes")
+    if isinstance(attributes, dict):
+        value = attributes.get(attribute)
+        if isinstance(value, str):
+            return value.strip()
+    return ""
+
+
+def agent_id(agent: dict[str, Any]) -> str:
+    arn = agent.get("ARN")
+    if isinstance(arn, str):
+        return arn.rsplit("/", 1)[-1]
+    return ""
+
+
+def _is_finite_non_negative(value: object) -> bool:
+    return (
+        isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+    )
