@@ -76,6 +76,11 @@ def decode_record_data(data: object) -> dict[str, Any]:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise RecordDecodeError("data is not UTF-8") from None
+    return parse_document(text)
+
+
+def parse_document(text: str) -> dict[str, Any]:
+    """One CTR document: a JSON object (anything else is a ``RecordDecodeError``)."""
     try:
         document = json.loads(text)
     except (ValueError, RecursionError):
