@@ -1,0 +1,198 @@
+"""The offline transform: the Lambda's core over a file of CTRs (one JSON document per line).
+
+Streams in constant memory: lines are read one at a time and Parquet is written in row groups.
+Directory enrichment and the ledger are Lambda batch stages that need AWS; offline runs skip them.
+"""
+
+from __future__ import annotations
+
+import enum
+import gzip
+import io
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+from transform.batch import RecordDecodeError, parse_document
+from transform.columns import COLUMNS
+from transform.rows import CsvEncoder, json_row, row_values
+from transform.rules import BillableContact, InvalidContact, NotAContactRecord, NotBillable, Outcome, classify
+from transform.settings import TransformSettings
+
+PARQUET_ROW_GROUP = 65_536
+
+
+class OfflineFormat(enum.Enum):
+    CSV = "csv"
+    JSON = "json"
+    PARQUET = "parquet"
+
+
+@dataclass
+class OfflineSummary:
+    lines: int = 0
+    outcomes: Counter[Outcome] = field(default_factory=Counter)
+    not_billable: Counter[str] = field(default_factory=Counter)
+    # (line number, problem) of the first failures; problems never hold field values.
+    first_failures: list[tuple[int, str]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "lines": self.lines,
+            "outcomes": {
+                outcome.value: count for outcome, count in sorted(self.outcomes.items(), key=_by_value)
+            },
+            "not_billable": dict(sorted(self.not_billable.items())),
+        }
+
+
+def _by_value(item: tuple[Outcome, int]) -> str:
+    return item[0].value
+
+
+class RowSink(Protocol):
+    def write(self, contact: BillableContact) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class _BytesSink:
+    def __init__(self, stream: IO[bytes], encode: Callable[[BillableContact], bytes], header: bytes) -> None:
+        self._stream = stream
+        self._encode = encode
+        stream.write(header)
+
+    def write(self, contact: BillableContact) -> None:
+        self._stream.write(self._encode(contact))
+
+    def close(self) -> None:
+        self._stream.flush()
+
+
+class _ParquetSink:
+    """Billing rows as Parquet with the data lake's schema (``transform.columns.arrow_schema``)."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        import pyarrow.parquet as pq
+
+        from transform.columns import arrow_schema
+
+        self._schema = arrow_schema()
+        self._writer = pq.ParquetWriter(stream, self._schema, compression="snappy")
+        self._columns: dict[str, list[Any]] = {column.name: [] for column in COLUMNS}
+
+    def write(self, contact: BillableContact) -> None:
+        columns = self._columns
+        for name, value in row_values(contact).items():
+            columns[name].append(value)
+        if len(columns["contact_id"]) >= PARQUET_ROW_GROUP:
+            self._flush()
+
+    def _flush(self) -> None:
+        import pyarrow as pa
+
+        if self._columns["contact_id"]:
+            table = pa.Table.from_pydict(self._columns, schema=self._schema)
+            self._writer.write_table(table)
+            self._columns = {column.name: [] for column in COLUMNS}
+
+    def close(self) -> None:
+        self._flush()
+        self._writer.close()
+
+
+def make_sink(output_format: OfflineFormat, stream: IO[bytes], settings: TransformSettings) -> RowSink:
+    if output_format is OfflineFormat.PARQUET:
+        return _ParquetSink(stream)
+    if output_format is OfflineFormat.JSON:
+        return _BytesSink(stream, json_row, b"")
+    encoder = CsvEncoder(settings.csv_columns, settings.billing_timezone)
+    return _BytesSink(stream, encoder.line, encoder.header)
+
+
+@contextmanager
+def open_lines(path: str) -> Iterator[IO[str]]:
+    """Text lines of a file (``.gz`` decompressed) or of stdin for ``-``."""
+    if path == "-":
+        yield io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="surrogateescape")
+    elif path.endswith(".gz"):
+        with gzip.open(path, "rt", encoding="utf-8", errors="surrogateescape") as stream:
+            yield stream
+    else:
+        with open(path, encoding="utf-8", errors="surrogateescape") as stream:
+            yield stream
+
+
+@contextmanager
+def open_output(path: str) -> Iterator[IO[bytes]]:
+    if path == "-":
+        yield sys.stdout.buffer
+        sys.stdout.buffer.flush()
+    else:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb", buffering=1 << 20) as stream:
+            yield stream
+
+
+MAX_REPORTED_FAILURES = 20
+
+
+def transform_lines(
+    lines: IO[str],
+    sink: RowSink,
+    settings: TransformSettings,
+    rejects: IO[str] | None = None,
+    on_line: Callable[[], None] | None = None,
+) -> OfflineSummary:
+    summary = OfflineSummary()
+    outcomes = summary.outcomes
+    for number, line in enumerate(lines, start=1):
+        if on_line is not None:
+            on_line()
+        summary.lines = number
+        if line.isspace():
+            continue
+        try:
+            classification = classify(_document(line), settings)
+        except RecordDecodeError as error:
+            outcomes[Outcome.MALFORMED] += 1
+            _reject(summary, number, str(error), line, rejects)
+            continue
+        if isinstance(classification, BillableContact):
+            try:
+                sink.write(classification)
+            except UnicodeEncodeError:
+                outcomes[Outcome.INVALID] += 1
+                _reject(summary, number, "text is not valid Unicode", line, rejects)
+                continue
+            outcomes[Outcome.BILLABLE] += 1
+        elif isinstance(classification, NotBillable):
+            outcomes[Outcome.NOT_BILLABLE] += 1
+            summary.not_billable[classification.reason.value] += 1
+        elif isinstance(classification, NotAContactRecord):
+            outcomes[Outcome.NOT_A_CONTACT_RECORD] += 1
+        else:
+            assert isinstance(classification, InvalidContact)
+            outcomes[Outcome.INVALID] += 1
+            _reject(summary, number, classification.problem, line, rejects)
+    sink.close()
+    return summary
+
+
+def _document(line: str) -> dict[str, Any]:
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError:  # undecodable bytes survive as surrogate escapes
+        raise RecordDecodeError("data is not UTF-8") from None
+    return parse_document(line)
+
+
+def _reject(summary: OfflineSummary, number: int, problem: str, line: str, rejects: IO[str] | None) -> None:
+    if len(summary.first_failures) < MAX_REPORTED_FAILURES:
+        summary.first_failures.append((number, problem))
+    if rejects is not None:
+        rejects.write(line if line.endswith("\n") else line + "\n")
