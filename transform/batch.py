@@ -47,6 +47,8 @@ class PendingContact:
     record: Mapping[str, Any]
     contact: BillableContact
     dropped_as: Outcome | None = None
+    # Set with ``dropped_as = DUPLICATE`` when the dropped version changes billing fields (the ledger).
+    billing_correction: bool = False
 
 
 BatchStage = Callable[[Sequence[PendingContact]], None]
@@ -149,6 +151,8 @@ class BatchTransformer:
     def _encode(self, item: PendingContact, result: BatchResult) -> dict[str, Any]:
         if item.dropped_as is not None:
             result.outcomes[item.dropped_as] += 1
+            if item.billing_correction:
+                result.outcomes[Outcome.BILLING_CORRECTION] += 1
             return _dropped(item.record_id)
         try:
             if self._json:

@@ -26,7 +26,12 @@ SETTINGS = TransformSettings.from_environ(os.environ)
 
 def _stages(settings: TransformSettings) -> list[BatchStage]:
     """Optional batch stages; each imports boto3 only when its setting is on."""
-    return []
+    stages: list[BatchStage] = []
+    if settings.ledger_table:  # after enrichment: the fingerprint covers the provider extension
+        from transform.ledger import ledger_stage
+
+        stages.append(ledger_stage(settings))
+    return stages
 
 
 TRANSFORMER = BatchTransformer(SETTINGS, _stages(SETTINGS))

@@ -24,6 +24,8 @@ class Outcome(enum.Enum):
     NOT_BILLABLE = "NotBillable"
     BILLABLE = "BillableContact"
     DUPLICATE = "DuplicateContact"
+    # A sub-count of DUPLICATE (not a record's only outcome): the dropped version changed billing fields.
+    BILLING_CORRECTION = "BillingCorrection"
 
 
 class NotBillableReason(enum.Enum):
