@@ -1,0 +1,1 @@
+"""Connect-invoked extension lookups and the provider directory (DynamoDB) they read."""

@@ -1,0 +1,300 @@
+"""The two Connect lookup Lambdas against the embedded AWS (moto server over HTTP).
+
+The handler module is reloaded per test with the environment a deployed function gets (its settings
+are read at cold start), so every test runs the real handler, client, cache and table.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from lookup.directory import DirectoryError, DirectoryTable
+
+pytest_plugins = ["tests.integration.lookup_fixtures"]
+pytestmark = pytest.mark.integration
+
+INSTANCE = "arn:aws:connect:us-east-1:111122223333:instance/0f6b7c1e-2d3a-4b5c-8d9e-0a1b2c3d4e5f"
+AGENT = "7d2e4f60-9a1b-4c3d-8e5f-6a7b8c9d0e1f"
+OTHER_AGENT = "1a2b3c4d-0000-4c3d-8e5f-6a7b8c9d0e1f"
+PATIENT_PHONE = "+12025550143"
+
+
+@dataclass
+class FakeContext:
+    function_name: str = "lookup"
+    memory_limit_in_mb: int = 128
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:111122223333:function:lookup"
+    aws_request_id: str = "req-1"
+
+
+def connect_event(parameters: dict[str, Any], instance: str | None = INSTANCE) -> dict[str, Any]:
+    """The shape Amazon Connect sends a Lambda from a flow, with the patient's number in it."""
+    contact: dict[str, Any] = {
+        "Attributes": {},
+        "Channel": "VOICE",
+        "ContactId": "3b9f1c2e-5d4a-4e6b-9c8d-1f2e3a4b5c6d",
+        "CustomerEndpoint": {"Address": PATIENT_PHONE, "Type": "TELEPHONE_NUMBER"},
+        "InitialContactId": "3b9f1c2e-5d4a-4e6b-9c8d-1f2e3a4b5c6d",
+        "InitiationMethod": "INBOUND",
+    }
+    if instance is not None:
+        contact["InstanceARN"] = instance
+    return {"Details": {"ContactData": contact, "Parameters": parameters}, "Name": "ContactFlowEvent"}
+
+
+def load_handler(monkeypatch: pytest.MonkeyPatch, table: str, **env: str) -> ModuleType:
+    monkeypatch.setenv("DIRECTORY_TABLE", table)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    import lookup.handler
+
+    return importlib.reload(lookup.handler)
+
+
+@pytest.fixture
+def handler(aws_env: str, directory_table: str, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    return load_handler(monkeypatch, directory_table)
+
+
+@pytest.fixture
+def table(dynamodb: Any, directory_table: str) -> DirectoryTable:
+    table = DirectoryTable(dynamodb, directory_table)
+    table.set_extension(AGENT, "4417", "dr.okafor")
+    return table
+
+
+# --- get_agent_extension_by_agent_id ---------------------------------------------------------------
+
+
+def test_agent_arn_gives_the_agents_extension(handler: ModuleType, table: DirectoryTable) -> None:
+    # GIVEN agent AGENT holds extension 4417
+    # WHEN the whisper flow passes the agent's ARN
+    answer = handler.get_agent_extension_by_agent_id(
+        connect_event({"AgentArn": f"{INSTANCE}/agent/{AGENT}"}), FakeContext()
+    )
+    # THEN the extension comes back as a flat map of strings
+    assert answer == {"found": "true", "extension": "4417"}
+
+
+def test_bare_agent_id_is_accepted(handler: ModuleType, table: DirectoryTable) -> None:
+    answer = handler.get_agent_extension_by_agent_id(connect_event({"AgentArn": AGENT}), FakeContext())
+    assert answer == {"found": "true", "extension": "4417"}
+
+
+def test_unknown_agent_is_not_found(handler: ModuleType, table: DirectoryTable) -> None:
+    answer = handler.get_agent_extension_by_agent_id(
+        connect_event({"AgentArn": f"{INSTANCE}/agent/{OTHER_AGENT}"}), FakeContext()
+    )
+    assert answer == {"found": "false", "extension": ""}
+
+
+def test_agent_without_an_extension_is_not_found(
+    handler: ModuleType,
+    dynamodb: Any,
+    directory_table: str,
+) -> None:
+    # GIVEN a voicemail-solution item with settings but no extension
+    dynamodb.put_item(
+        TableName=directory_table,
+        Item={
+            "agentId": {"S": OTHER_AGENT},
+            "username": {"S": "dr.lee"},
+            "transcribeVoicemail": {"BOOL": True},
+        },
+    )
+    answer = handler.get_agent_extension_by_agent_id(connect_event({"AgentArn": OTHER_AGENT}), FakeContext())
+    assert answer == {"found": "false", "extension": ""}
+
+
+@pytest.mark.parametrize(
+    ("parameters", "problem"),
+    [
+        ({}, "missing parameter AgentArn"),
+        ({"AgentArn": ""}, "missing parameter AgentArn"),
+        ({"AgentArn": 42}, "missing parameter AgentArn"),
+        (
+            {"AgentArn": "arn:aws:connect:us-east-1:111122223333:instance/x/queue/y"},
+            "not an Amazon Connect agent ARN",
+        ),
+        ({"AgentArn": "not an id!"}, "neither an agent ARN nor an agent id"),
+    ],
+)
+def test_malformed_agent_parameter_answers_not_found_with_the_problem(
+    handler: ModuleType, table: DirectoryTable, parameters: dict[str, Any], problem: str
+) -> None:
+    answer = handler.get_agent_extension_by_agent_id(connect_event(parameters), FakeContext())
+    assert answer["found"] == "false"
+    assert answer["extension"] == ""
+    assert problem in answer["error"]
+    assert all(isinstance(value, str) for value in answer.values())
+
+
+def test_event_without_details_never_raises(handler: ModuleType, table: DirectoryTable) -> None:
+    answer = handler.get_agent_extension_by_agent_id({"unexpected": True}, FakeContext())
+    assert answer == {"found": "false", "extension": "", "error": "missing parameter AgentArn"}
+
+
+# --- get_agent_by_extension ------------------------------------------------------------------------
+
+
+def test_extension_gives_the_agent_and_its_queue_arns(handler: ModuleType, table: DirectoryTable) -> None:
+    # GIVEN extension 4417 belongs to AGENT
+    # WHEN the inbound flow passes the digits the caller keyed in
+    answer = handler.get_agent_by_extension(connect_event({"extensionNumber": "4417"}), FakeContext())
+    # THEN the ARNs are built from the contact's instance, ready for a transfer to the agent's queue
+    assert answer == {
+        "found": "true",
+        "agentId": AGENT,
+        "agentArn": f"{INSTANCE}/agent/{AGENT}",
+        "agentQueueArn": f"{INSTANCE}/queue/agent/{AGENT}",
+        "username": "dr.okafor",
+    }
+
+
+def test_unknown_extension_is_not_found(handler: ModuleType, table: DirectoryTable) -> None:
+    answer = handler.get_agent_by_extension(connect_event({"extensionNumber": "9999"}), FakeContext())
+    assert answer == {"found": "false"}
+
+
+@pytest.mark.parametrize(
+    ("event", "problem"),
+    [
+        (connect_event({}), "missing parameter extensionNumber"),
+        (connect_event({"extensionNumber": "  "}), "missing parameter extensionNumber"),
+        (connect_event({"extensionNumber": "44a7"}), "extensionNumber must be 1-5 digits"),
+        (connect_event({"extensionNumber": "123456"}), "extensionNumber must be 1-5 digits"),
+        (connect_event({"extensionNumber": "#"}), "extensionNumber must be 1-5 digits"),
+        (connect_event({"extensionNumber": "4417"}, instance=None), "missing ContactData.InstanceARN"),
+        (
+            connect_event({"extensionNumber": "4417"}, instance="arn:aws:s3:::bucket"),
+            "not an Amazon Connect instance ARN",
+        ),
+        ({}, "missing parameter extensionNumber"),
+    ],
+)
+def test_malformed_extension_lookup_answers_not_found_with_the_problem(
+    handler: ModuleType, table: DirectoryTable, event: dict[str, Any], problem: str
+) -> None:
+    answer = handler.get_agent_by_extension(event, FakeContext())
+    assert answer == {"found": "false", "error": answer["error"]}
+    assert problem in answer["error"]
+
+
+def test_extension_held_by_two_agents_is_refused_not_guessed(
+    handler: ModuleType,
+    table: DirectoryTable,
+    dynamodb: Any,
+    directory_table: str,
+) -> None:
+    # GIVEN an older voicemail table where two agents share 4417 (that solution does not prevent it)
+    dynamodb.put_item(
+        TableName=directory_table, Item={"agentId": {"S": OTHER_AGENT}, "extension": {"S": "4417"}}
+    )
+    answer = handler.get_agent_by_extension(connect_event({"extensionNumber": "4417"}), FakeContext())
+    assert answer == {"found": "false", "error": "extension is assigned to more than one agent"}
+
+
+# --- DynamoDB failures -----------------------------------------------------------------------------
+
+
+def test_dynamodb_failure_raises_without_phi_or_input(
+    aws_env: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # GIVEN the configured table does not exist
+    handler = load_handler(monkeypatch, "no-such-directory-table")
+    event = connect_event({"extensionNumber": "4417", "AgentArn": AGENT})
+    caplog.set_level(logging.DEBUG)
+    # WHEN either lookup runs
+    for lookup in (handler.get_agent_by_extension, handler.get_agent_extension_by_agent_id):
+        with pytest.raises(DirectoryError) as raised:
+            lookup(event, FakeContext())
+        # THEN it raises (Connect takes the error branch) naming the operation and code only
+        message = str(raised.value)
+        assert "ResourceNotFoundException" in message
+        assert PATIENT_PHONE not in message
+        assert "4417" not in message
+        assert AGENT not in message
+    logged = capsys.readouterr()
+    assert PATIENT_PHONE not in logged.out + logged.err + caplog.text
+
+
+def test_answers_are_logged_without_contact_data(
+    handler: ModuleType, table: DirectoryTable, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    handler.get_agent_by_extension(connect_event({"extensionNumber": "4417"}), FakeContext())
+    # The JSON lines the Lambda writes, as its own formatter renders them.
+    lines = [
+        handler.logger.registered_formatter.format(record)
+        for record in caplog.records
+        if record.name == handler.logger.name
+    ]
+    records = [json.loads(line) for line in lines]
+    assert [(record["message"], record["found"]) for record in records] == [("lookup answered", "true")]
+    assert PATIENT_PHONE not in "".join(lines)
+
+
+# --- the warm-container cache ----------------------------------------------------------------------
+
+
+def test_repeated_lookups_are_served_from_the_cache(
+    count_calls: Any,
+    handler: ModuleType,
+    table: DirectoryTable,
+    dynamodb: Any,
+    directory_table: str,
+) -> None:
+    # GIVEN a warm container that has answered once for agent and extension
+    calls = count_calls(handler.DIRECTORY.table.client)
+    event_agent = connect_event({"AgentArn": AGENT})
+    event_extension = connect_event({"extensionNumber": "4417"})
+    first = (
+        handler.get_agent_extension_by_agent_id(event_agent, FakeContext()),
+        handler.get_agent_by_extension(event_extension, FakeContext()),
+    )
+    # WHEN the entry changes in the table and the same lookups repeat within the TTL
+    DirectoryTable(dynamodb, directory_table).set_extension(AGENT, "5000")
+    for _ in range(3):
+        again = (
+            handler.get_agent_extension_by_agent_id(event_agent, FakeContext()),
+            handler.get_agent_by_extension(event_extension, FakeContext()),
+        )
+        # THEN the cached answers come back and DynamoDB was read once per key
+        assert again == first
+    assert calls["GetItem"] == 1
+    assert calls["Query"] == 1
+
+
+def test_cache_can_be_turned_off(
+    count_calls: Any,
+    aws_env: str,
+    table: DirectoryTable,
+    directory_table: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    handler = load_handler(monkeypatch, directory_table, DIRECTORY_CACHE_SECONDS="0")
+    calls = count_calls(handler.DIRECTORY.table.client)
+    for _ in range(3):
+        handler.get_agent_extension_by_agent_id(connect_event({"AgentArn": AGENT}), FakeContext())
+    assert calls["GetItem"] == 3
+
+
+def test_bad_cache_setting_fails_the_cold_start_naming_the_variable(
+    aws_env: str,
+    directory_table: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from lookup.settings import SettingsError
+
+    with pytest.raises(SettingsError, match=r"^DIRECTORY_CACHE_SECONDS"):
+        load_handler(monkeypatch, directory_table, DIRECTORY_CACHE_SECONDS="five")
