@@ -1,0 +1,213 @@
+"""Query a local data lake with DuckDB, in Athena's SQL dialect.
+
+A lake folder holds what the lake delivery stream writes to the lake bucket (a demo's ``DIR/lake/``):
+``billing_rows/year=YYYY/month=MM/day=DD/*.parquet``. ``LocalLake`` exposes it as the table
+``billing_rows`` with Glue's types (timestamps in UTC without a zone, partition keys as strings), creates
+the ``latest_billing_rows`` view from its named query, and ``settled_manifests`` over a folder of settled
+files' manifests. SQL written for Athena (Trino) is translated to DuckDB's dialect by sqlglot.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+import sqlglot
+import sqlglot.errors
+
+from transform.columns import COLUMNS, LAKE_TABLE, PARTITION_KEYS, ColumnType
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+QUERIES_DIR = Path(__file__).resolve().parent.parent / "cloudformation" / "queries"
+LATEST_VIEW = "latest_billing_rows"
+SETTLED_MANIFESTS = "settled_manifests"
+# Where ``ctr-billing demo`` leaves its lake by default (the demo's DIR defaults to out/demo).
+DEFAULT_LAKE = Path("out/demo/lake")
+ATHENA_DIALECT = "athena"
+
+_DUCKDB_TYPES = {ColumnType.STRING: "VARCHAR", ColumnType.BIGINT: "BIGINT", ColumnType.TIMESTAMP: "TIMESTAMP"}
+_MANIFEST_COLUMNS = {
+    "date": "VARCHAR",
+    "rows": "BIGINT",
+    "sha256": "VARCHAR",
+    "columns": "VARCHAR[]",
+    "generated_at": "VARCHAR",
+    "timezone": "VARCHAR",
+    "window_start_utc": "VARCHAR",
+    "window_end_utc": "VARCHAR",
+}
+_PARTITION_DIR = re.compile(r"(year=\d{4})/(month=\d{2})/(day=\d{2})")
+
+
+class LakeError(Exception):
+    """The lake cannot be read or a query failed; the message names files and SQL, never row values."""
+
+
+@dataclass(frozen=True, slots=True)
+class QueryResult:
+    columns: tuple[str, ...]
+    rows: list[tuple[Any, ...]]
+
+    def records(self) -> list[dict[str, Any]]:
+        return [dict(zip(self.columns, row, strict=True)) for row in self.rows]
+
+
+def named_queries(directory: Path = QUERIES_DIR) -> dict[str, str]:
+    """The named queries (Athena SQL) by name: the file names under ``cloudformation/queries/``."""
+    return {path.stem: path.read_text(encoding="utf-8") for path in sorted(directory.glob("*.sql"))}
+
+
+def to_duckdb(sql: str) -> str:
+    """Translate one Athena (Trino) statement to DuckDB's dialect with sqlglot."""
+    try:
+        statements = [s for s in sqlglot.transpile(sql, read=ATHENA_DIALECT, write="duckdb") if s.strip()]
+    except sqlglot.errors.SqlglotError as error:
+        raise LakeError(f"cannot parse the SQL as Athena SQL: {error}") from None
+    if len(statements) != 1:
+        raise LakeError(f"expected one SQL statement, got {len(statements)}")
+    return statements[0]
+
+
+def parquet_files(lake: Path) -> list[Path]:
+    """The lake's data objects, in path order (hidden and temporary files skipped)."""
+    table_dir = lake / LAKE_TABLE
+    return sorted(
+        path
+        for path in table_dir.glob("year=*/month=*/day=*/*.parquet")
+        if path.is_file() and not path.name.startswith((".", "_"))
+    )
+
+
+class LocalLake:
+    """DuckDB over a lake folder; also the DuckDB ``SettlementEngine`` of the daily export."""
+
+    def __init__(self, lake: Path, settled: Path | None = None, *, queries: Path = QUERIES_DIR) -> None:
+        self.path = lake
+        self._connection = duckdb.connect(":memory:")
+        try:
+            # Glue timestamps carry no zone and hold UTC; the session zone makes DuckDB agree.
+            self._connection.execute("SET TimeZone = 'UTC'")
+            self._create_table(parquet_files(lake))
+            self._create_manifests(settled)
+            self._connection.execute(to_duckdb(named_queries(queries)[LATEST_VIEW]))
+        except BaseException:
+            self._connection.close()
+            raise
+
+    def __enter__(self) -> LocalLake:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._connection.close()
+
+    def query(self, sql: str, parameters: Sequence[object] = ()) -> QueryResult:
+        """Run one Athena SQL statement (``?`` parameters allowed)."""
+        translated = to_duckdb(sql)
+        try:
+            cursor = self._connection.execute(translated, list(parameters))
+            columns = tuple(column[0] for column in cursor.description or ())
+            rows = cursor.fetchall() if columns else []
+        except duckdb.Error as error:
+            raise LakeError(f"query failed: {error}") from None
+        return QueryResult(columns, rows)
+
+    def fetch(self, sql: str, parameters: Sequence[str]) -> list[dict[str, Any]]:
+        """``SettlementEngine``: rows as column -> value."""
+        return self.query(sql, parameters).records()
+
+    def _create_table(self, files: Sequence[Path]) -> None:
+        columns = ", ".join(f"{column.name} {_DUCKDB_TYPES[column.type]}" for column in COLUMNS)
+        keys = ", ".join(f"{key} VARCHAR" for key in PARTITION_KEYS)
+        self._connection.execute(f"CREATE TABLE {LAKE_TABLE} ({columns}, {keys})")
+        if not files:
+            return
+        select = ", ".join(
+            f"CAST({column.name} AS {_DUCKDB_TYPES[column.type]}) AS {column.name}" for column in COLUMNS
+        )
+        # Partition keys are strings in Glue; DuckDB would otherwise guess integers ('02' -> 2).
+        hive_types = "{" + ", ".join(f"'{key}': 'VARCHAR'" for key in PARTITION_KEYS) + "}"
+        partitions = ", ".join(PARTITION_KEYS)
+        source = f"read_parquet(?, hive_partitioning = true, hive_types = {hive_types})"
+        insert = f"INSERT INTO {LAKE_TABLE} SELECT {select}, {partitions} FROM {source}"  # noqa: S608
+        try:
+            self._connection.execute(insert, [[str(path) for path in files]])
+        except duckdb.Error as error:
+            raise LakeError(f"cannot read the lake's Parquet under {self.path}: {error}") from None
+
+    def _create_manifests(self, settled: Path | None) -> None:
+        columns = ", ".join(f'"{name}" {kind}' for name, kind in _MANIFEST_COLUMNS.items())
+        self._connection.execute(f"CREATE TABLE {SETTLED_MANIFESTS} ({columns})")
+        manifests = sorted(settled.glob("*.manifest.json")) if settled is not None else []
+        if not manifests:
+            return
+        spec = "{" + ", ".join(f"'{name}': '{kind}'" for name, kind in _MANIFEST_COLUMNS.items()) + "}"
+        source = f"read_json(?, columns = {spec}, format = 'newline_delimited')"
+        insert = f"INSERT INTO {SETTLED_MANIFESTS} SELECT * FROM {source}"  # noqa: S608
+        try:
+            self._connection.execute(insert, [[str(path) for path in manifests]])
+        except duckdb.Error as error:
+            raise LakeError(f"cannot read the settled manifests under {settled}: {error}") from None
+
+
+# --- S3 lakes --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class S3Location:
+    bucket: str
+    prefix: str
+
+    @classmethod
+    def parse(cls, url: str) -> S3Location:
+        if not url.startswith("s3://"):
+            raise LakeError(f"not an s3:// URL: {url}")
+        bucket, _, prefix = url[len("s3://") :].partition("/")
+        if not bucket:
+            raise LakeError(f"no bucket in {url}")
+        prefix = prefix.strip("/")
+        return cls(bucket, prefix + "/" if prefix else "")
+
+    def key(self, name: str) -> str:
+        return self.prefix + name
+
+
+def partition_prefixes(first_day: str, last_day: str) -> list[str]:
+    """``billing_rows/year=…/month=…/day=…/`` for each UTC day from ``first_day`` to ``last_day``."""
+    day, last = date.fromisoformat(first_day), date.fromisoformat(last_day)
+    prefixes = []
+    while day <= last:
+        prefixes.append(f"{LAKE_TABLE}/year={day:%Y}/month={day:%m}/day={day:%d}/")
+        day += timedelta(days=1)
+    return prefixes
+
+
+def mirror_s3_partitions(
+    client: S3Client, lake: S3Location, prefixes: Iterable[str], destination: Path
+) -> int:
+    """Copy the lake's Parquet objects under ``prefixes`` to ``destination``, keeping keys as paths."""
+    copied = 0
+    paginator = client.get_paginator("list_objects_v2")
+    for prefix in prefixes:
+        for page in paginator.paginate(Bucket=lake.bucket, Prefix=lake.key(prefix)):
+            for item in page.get("Contents", []):
+                relative = item["Key"][len(lake.prefix) :]
+                if not _PARTITION_DIR.search(relative) or not relative.endswith(".parquet"):
+                    continue
+                target = destination / relative
+                target.parent.mkdir(parents=True, exist_ok=True)
+                client.download_file(lake.bucket, item["Key"], str(target))
+                copied += 1
+    return copied
