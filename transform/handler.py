@@ -27,6 +27,10 @@ SETTINGS = TransformSettings.from_environ(os.environ)
 def _stages(settings: TransformSettings) -> list[BatchStage]:
     """Optional batch stages; each imports boto3 only when its setting is on."""
     stages: list[BatchStage] = []
+    if settings.directory_table:
+        from transform.directory import directory_stage
+
+        stages.append(directory_stage(settings))
     if settings.ledger_table:  # after enrichment: the fingerprint covers the provider extension
         from transform.ledger import ledger_stage
 
