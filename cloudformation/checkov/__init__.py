@@ -1,0 +1,1 @@
+"""checkov custom policies for cloudformation/template.yaml (loaded with --external-checks-dir)."""
