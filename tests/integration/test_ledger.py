@@ -11,14 +11,13 @@ import socket
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
-from cfn_flip import load_yaml
 from moto.server import ThreadedMotoServer
 
+from firehose.template import lambda_environment, load_template, resource_properties
 from tests.unit.ctr_factory import billable_ctr, firehose_record, voicemail_ctr
 from transform import handler, ledger
 from transform.batch import BatchResult, BatchTransformer
@@ -29,7 +28,6 @@ from transform.settings import TransformSettings
 pytestmark = pytest.mark.integration
 
 REGION = "us-east-1"
-TEMPLATE = Path(__file__).resolve().parents[2] / "cloudformation" / "template.yaml"
 LEDGER_RESOURCE = "BillingLedgerTable"
 
 
@@ -68,15 +66,7 @@ def aws_env(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
 
 def ledger_table_properties() -> dict[str, Any]:
     """``BillingLedgerTable``'s key schema and TTL as the template declares them."""
-    if not TEMPLATE.exists():  # the template engineer's file; until it lands, the documented contract
-        return {
-            "KeySchema": [{"AttributeName": "contactId", "KeyType": "HASH"}],
-            "AttributeDefinitions": [{"AttributeName": "contactId", "AttributeType": "S"}],
-            "TimeToLiveSpecification": {"AttributeName": "expiresAt", "Enabled": True},
-        }
-    resources = load_yaml(TEMPLATE.read_text())["Resources"]
-    properties: dict[str, Any] = dict(resources[LEDGER_RESOURCE]["Properties"])
-    return properties
+    return resource_properties(load_template(), LEDGER_RESOURCE)
 
 
 @pytest.fixture
@@ -135,6 +125,25 @@ def test_key_schema_and_ttl_match_the_template() -> None:
     assert properties["KeySchema"] == [{"AttributeName": ledger.KEY_ATTRIBUTE, "KeyType": "HASH"}]
     assert {"AttributeName": ledger.KEY_ATTRIBUTE, "AttributeType": "S"} in properties["AttributeDefinitions"]
     assert properties["TimeToLiveSpecification"]["AttributeName"] == ledger.TTL_ATTRIBUTE
+
+
+def test_only_the_vendor_transform_is_ledgered_and_may_claim() -> None:
+    # GIVEN the template's two transform functions
+    template = load_template()
+    # THEN the CSV (vendor) transform names the ledger table, the lake transform does not
+    assert lambda_environment(template, "TransformCsvFunction")["LEDGER_TABLE"] == {"Ref": LEDGER_RESOURCE}
+    assert "LEDGER_TABLE" not in lambda_environment(template, "TransformJsonFunction")
+    # AND the vendor transform's role may call exactly what the adapter calls, on the ledger table only
+    statements = [
+        statement
+        for resource in template["Resources"].values()
+        if resource["Type"] == "AWS::IAM::Role"
+        for policy in resource["Properties"].get("Policies", [])
+        for statement in policy["PolicyDocument"]["Statement"]
+        if statement.get("Resource") == {"Fn::GetAtt": [LEDGER_RESOURCE, "Arn"]}
+    ]
+    assert len(statements) == 1
+    assert sorted(statements[0]["Action"]) == ["dynamodb:GetItem", "dynamodb:PutItem"]
 
 
 def test_duplicates_across_batches_are_dropped(ledger_table: str, dynamodb: Any) -> None:
