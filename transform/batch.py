@@ -7,13 +7,12 @@ cost about a third of the per-record budget (see ``bench/bench_transform.py``).
 from __future__ import annotations
 
 import base64
-import binascii
-import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from transform.decoding import DecodeError, ValidationError, decode_base64, decode_ctr_fields
 from transform.rows import CsvEncoder, json_row, partition_keys
 from transform.rules import (
     BillableContact,
@@ -27,8 +26,12 @@ from transform.settings import OutputFormat, TransformSettings
 
 # Lambda's synchronous response limit; Firehose retries an invocation whose response is too large.
 MAX_RESPONSE_BYTES = 6 * 1024 * 1024
-# JSON framing of one response record besides its recordId and data.
-_RECORD_OVERHEAD_BYTES = 64
+# JSON framing (with json.dumps' default separators) of the response, of one response record besides its
+# recordId and data (with the longest result and the separator to the next record), and of its
+# partition keys (fixed widths: YYYY, MM, DD).
+_RESPONSE_FRAME_BYTES = len('{"records": []}')
+_RECORD_FRAME_BYTES = len('{"recordId": "", "result": "ProcessingFailed", "data": ""}, ')
+_METADATA_BYTES = len(', "metadata": {"partitionKeys": {"year": "YYYY", "month": "MM", "day": "DD"}}')
 
 
 class ResponseTooLargeError(RuntimeError):
@@ -68,11 +71,12 @@ class BatchResult:
 
 
 def decode_record_data(data: object) -> dict[str, Any]:
+    """The billing fields (``transform.decoding``) of a record's data: base64 of a UTF-8 JSON object."""
     if not isinstance(data, str):
         raise RecordDecodeError("data is not a string")
     try:
-        raw = base64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError):
+        raw = decode_base64(data)
+    except ValueError:
         raise RecordDecodeError("data is not base64") from None
     try:
         text = raw.decode("utf-8")
@@ -82,14 +86,21 @@ def decode_record_data(data: object) -> dict[str, Any]:
 
 
 def parse_document(text: str) -> dict[str, Any]:
-    """One CTR document: a JSON object (anything else is a ``RecordDecodeError``)."""
+    """The billing fields of one CTR document: a JSON object (anything else is a ``RecordDecodeError``).
+
+    Strict JSON: ``NaN``/``Infinity`` literals and escaped lone surrogates are refused, numbers must fit
+    a double.
+    """
     try:
-        document = json.loads(text)
-    except (ValueError, RecursionError):
+        return decode_ctr_fields(text)
+    except ValidationError as error:
+        # Without a path, the document itself is not an object; with one, a number is out of range.
+        at_root = " - at `$" not in str(error)
+        raise RecordDecodeError("data is not a JSON object" if at_root else "data is not JSON") from None
+    except (DecodeError, RecursionError):
         raise RecordDecodeError("data is not JSON") from None
-    if not isinstance(document, dict):
-        raise RecordDecodeError("data is not a JSON object")
-    return document
+    except UnicodeError:  # a str holding lone surrogates
+        raise RecordDecodeError("data is not UTF-8") from None
 
 
 class BatchTransformer:
@@ -99,51 +110,65 @@ class BatchTransformer:
         self._settings = settings
         self._stages = tuple(stages)
         self._json = settings.output_format is OutputFormat.JSON
-        self._csv = CsvEncoder(settings.csv_columns, settings.billing_timezone)
+        self._csv_line = CsvEncoder(settings.csv_columns, settings.billing_timezone).line
 
     def transform(self, records: Sequence[Mapping[str, Any]]) -> BatchResult:
         settings = self._settings
         answers: list[dict[str, Any]] = []
         result = BatchResult(answers)
-        outcomes = result.outcomes
+        failures = result.failures
+        not_billable = result.not_billable
         pending: list[tuple[int, PendingContact]] = []
+        # Plain local counts (an Enum key hashes in Python): folded into result.outcomes at the end.
+        malformed = invalid = not_billable_count = not_a_contact = 0
 
         for record in records:
             record_id = record["recordId"]
             try:
                 classification = classify(decode_record_data(record.get("data")), settings)
             except RecordDecodeError as error:
-                outcomes[Outcome.MALFORMED] += 1
-                result.failures[record_id] = str(error)
+                malformed += 1
+                failures[record_id] = str(error)
                 answers.append(_failed(record_id, record))
                 continue
             except Exception as error:  # a bug must cost one record, never the batch
-                outcomes[Outcome.INVALID] += 1
-                result.failures[record_id] = f"unexpected {type(error).__name__}"
+                invalid += 1
+                failures[record_id] = f"unexpected {type(error).__name__}"
                 answers.append(_failed(record_id, record))
                 continue
-            if isinstance(classification, BillableContact):
-                pending.append((len(answers), PendingContact(record_id, record, classification)))
-                answers.append({})  # filled in once the batch stages have run
-            elif isinstance(classification, NotBillable):
-                outcomes[Outcome.NOT_BILLABLE] += 1
-                result.not_billable[classification.reason.value] += 1
-                answers.append(_dropped(record_id))
-            elif isinstance(classification, NotAContactRecord):
-                outcomes[Outcome.NOT_A_CONTACT_RECORD] += 1
-                answers.append(_dropped(record_id))
+            kind = type(classification)
+            if kind is BillableContact:
+                pending.append((len(answers), PendingContact(record_id, record, classification)))  # type: ignore[arg-type]
+                answers.append(_NOT_YET_ENCODED)  # replaced once the batch stages have run
+            elif kind is NotBillable:
+                not_billable_count += 1
+                not_billable[classification.reason.value] += 1  # type: ignore[union-attr]
+                answers.append({"recordId": record_id, "result": "Dropped", "data": ""})
+            elif kind is NotAContactRecord:
+                not_a_contact += 1
+                answers.append({"recordId": record_id, "result": "Dropped", "data": ""})
             else:
                 assert isinstance(classification, InvalidContact)
-                outcomes[Outcome.INVALID] += 1
-                result.failures[record_id] = classification.problem
+                invalid += 1
+                failures[record_id] = classification.problem
                 answers.append(_failed(record_id, record))
 
+        outcomes = result.outcomes
+        for outcome, count in (
+            (Outcome.MALFORMED, malformed),
+            (Outcome.INVALID, invalid),
+            (Outcome.NOT_BILLABLE, not_billable_count),
+            (Outcome.NOT_A_CONTACT_RECORD, not_a_contact),
+        ):
+            if count:
+                outcomes[outcome] += count
         if pending:
             contacts = [item for _, item in pending]
             for stage in self._stages:
                 stage(contacts)
+            encode = self._encode
             for position, item in pending:
-                answers[position] = self._encode(item, result)
+                answers[position] = encode(item, result)
 
         _check_response_size(answers)
         return result
@@ -159,13 +184,20 @@ class BatchTransformer:
                 answer = _ok(item.record_id, json_row(item.contact))
                 answer["metadata"] = {"partitionKeys": partition_keys(item.contact)}
             else:
-                answer = _ok(item.record_id, self._csv.line(item.contact))
+                answer = _ok(item.record_id, self._csv_line(item.contact))
         except UnicodeEncodeError:
             result.outcomes[Outcome.INVALID] += 1
             result.failures[item.record_id] = "text is not valid Unicode"
             return _failed(item.record_id, item.record)
+        except Exception as error:  # a bug must cost one record, never the batch
+            result.outcomes[Outcome.INVALID] += 1
+            result.failures[item.record_id] = f"unexpected {type(error).__name__}"
+            return _failed(item.record_id, item.record)
         result.outcomes[Outcome.BILLABLE] += 1
         return answer
+
+
+_NOT_YET_ENCODED: dict[str, Any] = {}
 
 
 def _ok(record_id: str, data: bytes) -> dict[str, Any]:
@@ -186,8 +218,19 @@ def _failed(record_id: str, record: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def response_size(answers: Sequence[Mapping[str, Any]]) -> int:
+    """An upper bound of the response's size as the Lambda runtime serialises it (``json.dumps``), for
+    recordIds that need no JSON escaping (Firehose's are ASCII letters and digits)."""
+    size = _RESPONSE_FRAME_BYTES
+    for answer in answers:
+        size += len(answer["data"]) + len(answer["recordId"]) + _RECORD_FRAME_BYTES
+        if "metadata" in answer:
+            size += _METADATA_BYTES
+    return size
+
+
 def _check_response_size(answers: Sequence[Mapping[str, Any]]) -> None:
-    size = sum(len(answer["data"]) + len(answer["recordId"]) + _RECORD_OVERHEAD_BYTES for answer in answers)
+    size = response_size(answers)
     if size > MAX_RESPONSE_BYTES:
         raise ResponseTooLargeError(
             f"transformed batch of {len(answers)} records would be about {size} bytes, over the 6 MB limit; "

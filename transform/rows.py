@@ -11,7 +11,7 @@ from typing import Any
 
 from transform.columns import COLUMNS, COLUMNS_BY_NAME, Column, ColumnType
 from transform.rules import BillableContact, call_type
-from transform.timestamps import TimestampError, format_local, format_utc, parse_timestamp
+from transform.timestamps import TimestampError, format_local, format_utc, parse_timestamp, utc_text
 
 Value = str | int | datetime | None
 Extractor = Callable[[BillableContact], Value]
@@ -83,6 +83,23 @@ def row_values(contact: BillableContact, columns: Sequence[str] = tuple(EXTRACTO
     return {name: EXTRACTORS[name](contact) for name in columns}
 
 
+def _last_update_utc(contact: BillableContact) -> str | None:
+    text = contact.ctr.get("LastUpdateTimestamp")
+    moment = _optional_timestamp(text)
+    return None if moment is None else utc_text(text, moment)
+
+
+# The timestamp columns as UTC text (``format_utc`` of their EXTRACTORS value), without reformatting the
+# CTR's text when it is already in that format.
+UTC_TEXT_EXTRACTORS: dict[str, Callable[[BillableContact], str | None]] = {
+    "initiation_timestamp": lambda c: utc_text(c.ctr.get("InitiationTimestamp"), c.initiated),
+    "connected_to_agent_timestamp": lambda c: utc_text(c.agent.get("ConnectedToAgentTimestamp"), c.connected),
+    "disconnect_timestamp": lambda c: utc_text(c.ctr.get("DisconnectTimestamp"), c.disconnected),
+    "last_update_timestamp": _last_update_utc,
+}
+assert set(UTC_TEXT_EXTRACTORS) == {c.name for c in COLUMNS if c.type is ColumnType.TIMESTAMP}
+
+
 # --- CSV -------------------------------------------------------------------------------------------
 
 _NEEDS_QUOTES = re.compile(r'[",\r\n]')
@@ -115,18 +132,62 @@ def csv_cell(value: Value, column: Column, zone: tzinfo | None) -> str:
     return csv_text_cell(value, column)
 
 
+Cell = Callable[[BillableContact], str]
+
+
+def _csv_cell_function(name: str, zone: tzinfo | None) -> Cell:
+    """One column's cell, specialised once per encoder: the per-row work is only what the value needs.
+
+    Same result as ``csv_cell(EXTRACTORS[name](contact), column, zone)``.
+    """
+    column = COLUMNS_BY_NAME[name]
+    extract = EXTRACTORS[name]
+    if column.type is ColumnType.TIMESTAMP:
+        if zone is None:
+            utc = UTC_TEXT_EXTRACTORS[name]
+
+            def utc_cell(contact: BillableContact) -> str:
+                return utc(contact) or ""
+
+            return utc_cell
+
+        def local_cell(contact: BillableContact) -> str:
+            value = extract(contact)
+            return "" if value is None else format_local(value, zone)  # type: ignore[arg-type]
+
+        return local_cell
+    if column.type is ColumnType.BIGINT:
+
+        def number_cell(contact: BillableContact) -> str:
+            value = extract(contact)
+            return "" if value is None else str(value)
+
+        return number_cell
+    triggers, needs_quotes = _FORMULA_TRIGGERS, _NEEDS_QUOTES.search
+    strict = column.strict_format.fullmatch if column.strict_format is not None else None
+
+    def text_cell(contact: BillableContact) -> str:
+        value: str = extract(contact)  # type: ignore[assignment]
+        if not value:
+            return ""
+        if value.startswith(triggers) and not (strict is not None and strict(value)):
+            value = "'" + value
+        if needs_quotes(value):
+            return '"' + value.replace('"', '""') + '"'
+        return value
+
+    return text_cell
+
+
 class CsvEncoder:
     """Encodes billable contacts as CSV lines of the configured columns (no header: Firehose concatenates)."""
 
     def __init__(self, columns: Sequence[str], zone: tzinfo | None) -> None:
-        self._plan = tuple((EXTRACTORS[name], COLUMNS_BY_NAME[name]) for name in columns)
-        self._zone = zone
+        self._cells = tuple(_csv_cell_function(name, zone) for name in columns)
         self.header = (",".join(columns) + "\n").encode()
 
     def line(self, contact: BillableContact) -> bytes:
-        zone = self._zone
-        cells = [csv_cell(extract(contact), column, zone) for extract, column in self._plan]
-        return (",".join(cells) + "\n").encode()
+        return (",".join([cell(contact) for cell in self._cells]) + "\n").encode()
 
 
 # --- JSON rows (data lake) -------------------------------------------------------------------------
@@ -152,4 +213,11 @@ def partition_keys(contact: BillableContact) -> dict[str, str]:
 
 
 def json_row_dict(contact: BillableContact) -> dict[str, Any]:
-    return {column.name: json_value(EXTRACTORS[column.name](contact)) for column in COLUMNS}
+    return {name: extract(contact) for name, extract in _JSON_EXTRACTORS}
+
+
+# json_value(EXTRACTORS[name](contact)) for every column, timestamps through UTC_TEXT_EXTRACTORS.
+_JSON_EXTRACTORS: tuple[tuple[str, Callable[[BillableContact], str | int | None]], ...] = tuple(
+    (column.name, UTC_TEXT_EXTRACTORS.get(column.name) or EXTRACTORS[column.name])  # type: ignore[misc]
+    for column in COLUMNS
+)

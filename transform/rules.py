@@ -8,7 +8,7 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from transform.settings import TransformSettings
@@ -36,6 +36,8 @@ class NotBillableReason(enum.Enum):
     MONITOR = "SupervisorMonitor"
     BELOW_MINIMUM_DURATION = "BelowMinimumDuration"
 
+
+_ONE_SECOND = timedelta(seconds=1)
 
 OUTBOUND_METHODS = frozenset({"OUTBOUND", "CALLBACK", "API", "EXTERNAL_OUTBOUND", "CAMPAIGN_PREVIEW"})
 
@@ -73,22 +75,25 @@ class InvalidContact:
 Classification = BillableContact | NotBillable | NotAContactRecord | InvalidContact
 
 NOT_A_CONTACT_RECORD = NotAContactRecord()
+# One instance per reason: a not-billable contact costs no allocation.
+_NOT_BILLABLE = {reason: NotBillable(reason) for reason in NotBillableReason}
 
 
 def classify(ctr: dict[str, Any], settings: TransformSettings) -> Classification:
     contact_id = ctr.get("ContactId")
     if contact_id is None:
         return NOT_A_CONTACT_RECORD
-    if not isinstance(contact_id, str) or not contact_id:
+    if type(contact_id) is not str or not contact_id:
         return InvalidContact("ContactId is not a non-empty string")
 
-    if ctr.get("Channel") not in settings.billable_channels:
-        return NotBillable(NotBillableReason.CHANNEL)
+    channel = ctr.get("Channel")
+    if type(channel) is not str or channel not in settings.billable_channels:
+        return _NOT_BILLABLE[NotBillableReason.CHANNEL]
     agent = ctr.get("Agent")
-    if not isinstance(agent, dict) or agent.get("ConnectedToAgentTimestamp") in (None, ""):
-        return NotBillable(NotBillableReason.NOT_CONNECTED_TO_AGENT)
+    if type(agent) is not dict or agent.get("ConnectedToAgentTimestamp") in (None, ""):
+        return _NOT_BILLABLE[NotBillableReason.NOT_CONNECTED_TO_AGENT]
     if ctr.get("InitiationMethod") == "MONITOR":
-        return NotBillable(NotBillableReason.MONITOR)
+        return _NOT_BILLABLE[NotBillableReason.MONITOR]
 
     try:
         initiated = parse_timestamp(ctr.get("InitiationTimestamp"))
@@ -105,33 +110,38 @@ def classify(ctr: dict[str, Any], settings: TransformSettings) -> Classification
     if disconnected < connected:
         return InvalidContact("DisconnectTimestamp precedes Agent.ConnectedToAgentTimestamp")
 
-    duration = math.floor((disconnected - connected).total_seconds())
+    # Whole seconds rounded down, without float rounding: timedelta floor-divides exactly.
+    duration = (disconnected - connected) // _ONE_SECOND
     if duration < settings.min_billable_seconds:
-        return NotBillable(NotBillableReason.BELOW_MINIMUM_DURATION)
+        return _NOT_BILLABLE[NotBillableReason.BELOW_MINIMUM_DURATION]
 
     hold = agent.get("CustomerHoldDuration")
     if hold is None:
         hold_seconds = 0
+    elif type(hold) is int and hold >= 0:
+        hold_seconds = hold
     elif _is_finite_non_negative(hold):
         hold_seconds = math.floor(hold)
     else:
         return InvalidContact("Agent.CustomerHoldDuration is not a non-negative number")
 
     return BillableContact(
-        ctr=ctr,
-        agent=agent,
-        initiated=initiated,
-        connected=connected,
-        disconnected=disconnected,
-        duration_seconds=duration,
-        hold_seconds=hold_seconds,
-        provider_extension=extension_attribute(ctr, settings.extension_attribute),
-        agent_id=agent_id(agent),
+        ctr,
+        agent,
+        initiated,
+        connected,
+        disconnected,
+        duration,
+        hold_seconds,
+        extension_attribute(ctr, settings.extension_attribute),
+        agent_id(agent),
     )
 
 
 def call_type(initiation_method: object) -> str:
-    return "OUTBOUND" if initiation_method in OUTBOUND_METHODS else "INBOUND"
+    return (
+        "OUTBOUND" if type(initiation_method) is str and initiation_method in OUTBOUND_METHODS else "INBOUND"
+    )
 
 
 def extension_attribute(ctr: dict[str, Any], attribute: str) -> str:
