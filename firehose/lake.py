@@ -184,9 +184,9 @@ class S3Location:
         return self.prefix + name
 
 
-def partition_prefixes(first_day: str, last_day: str) -> list[str]:
+def partition_prefixes(first_day: date, last_day: date) -> list[str]:
     """``billing_rows/year=…/month=…/day=…/`` for each UTC day from ``first_day`` to ``last_day``."""
-    day, last = date.fromisoformat(first_day), date.fromisoformat(last_day)
+    day, last = first_day, last_day
     prefixes = []
     while day <= last:
         prefixes.append(f"{LAKE_TABLE}/year={day:%Y}/month={day:%m}/day={day:%d}/")

@@ -51,19 +51,21 @@ class LakeSample:
         latest: dict[str, dict[str, Any]] = {}
         for ctr in self.deliveries:
             current = latest.get(ctr["ContactId"])
-            if current is None or _ts(ctr["LastUpdateTimestamp"]) > _ts(current["LastUpdateTimestamp"]):
+            if current is None or parse_ts(ctr["LastUpdateTimestamp"]) > parse_ts(
+                current["LastUpdateTimestamp"]
+            ):
                 latest[ctr["ContactId"]] = ctr
         return list(latest.values())
 
 
-def _ts(text: str) -> datetime:
+def parse_ts(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def duration(ctr: dict[str, Any]) -> int:
     """Seconds with the provider, computed here independently of transform.rules."""
     seconds = (
-        _ts(ctr["DisconnectTimestamp"]) - _ts(ctr["Agent"]["ConnectedToAgentTimestamp"])
+        parse_ts(ctr["DisconnectTimestamp"]) - parse_ts(ctr["Agent"]["ConnectedToAgentTimestamp"])
     ).total_seconds()
     return int(seconds // 1)
 
@@ -81,9 +83,11 @@ def republish(
 ) -> dict[str, Any]:
     """Connect's republished CTR: same ContactId, later LastUpdateTimestamp, changed fields."""
     version = copy.deepcopy(ctr)
-    version["LastUpdateTimestamp"] = iso(_ts(ctr["LastUpdateTimestamp"]) + timedelta(seconds=after_seconds))
+    version["LastUpdateTimestamp"] = iso(
+        parse_ts(ctr["LastUpdateTimestamp"]) + timedelta(seconds=after_seconds)
+    )
     if talk_seconds is not None:
-        connected = _ts(version["Agent"]["ConnectedToAgentTimestamp"])
+        connected = parse_ts(version["Agent"]["ConnectedToAgentTimestamp"])
         version["DisconnectTimestamp"] = iso(connected + timedelta(seconds=talk_seconds))
     version["Attributes"].update(attributes)
     return version
@@ -147,7 +151,7 @@ def billing_row(ctr: dict[str, Any]) -> tuple[dict[str, str], dict[str, Any]]:
     row = json_row_dict(contact)
     for column in COLUMNS:
         if column.type is ColumnType.TIMESTAMP and row[column.name] is not None:
-            row[column.name] = _ts(row[column.name])
+            row[column.name] = parse_ts(row[column.name])
     return partition_keys(contact), row
 
 
@@ -178,5 +182,5 @@ def build_lake(root: Path, deliveries: Iterable[dict[str, Any]] | None = None) -
 
 
 def local_day(ctr: dict[str, Any], zone: ZoneInfo | None) -> date:
-    moment = _ts(ctr["InitiationTimestamp"])
+    moment = parse_ts(ctr["InitiationTimestamp"])
     return moment.astimezone(zone or UTC).date()

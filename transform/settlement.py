@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
@@ -31,8 +32,9 @@ from transform.timestamps import format_utc
 # The latest version of each contact in the window, every registry column, ordered for the vendor.
 # The window's ORDER BY is the one of the latest_billing_rows view (cloudformation/queries/), so the
 # export and the view pick the same row (tests/unit/test_export_settlement.py checks both).
-# Parameters, in order: first and last partition day (YYYY-MM-DD, UTC), window start and end (UTC,
-# ``YYYY-MM-DD HH:MM:SS``, end exclusive).
+# Parameters, in order: year, month, day of the first and of the last partition (UTC) the window touches
+# (plain equalities, which Athena's partition projection prunes on), then the window's start and end
+# (UTC, ``YYYY-MM-DD HH:MM:SS``, end exclusive).
 SETTLEMENT_SQL = f"""
 SELECT
     {", ".join(COLUMN_NAMES)}
@@ -62,7 +64,7 @@ FROM (
                 initiation_timestamp DESC
         ) AS version_rank
     FROM {LAKE_TABLE}
-    WHERE concat(year, '-', month, '-', day) BETWEEN ? AND ?
+    WHERE (year = ? AND month = ? AND day = ?) OR (year = ? AND month = ? AND day = ?)
 ) AS ranked
 WHERE version_rank = 1
     AND initiation_timestamp >= CAST(? AS timestamp)
@@ -71,6 +73,7 @@ ORDER BY initiation_timestamp, contact_id
 """.strip()  # noqa: S608 (built from the column registry's constant names; values go as parameters)
 
 RawRow = Mapping[str, object]
+_INTEGER = re.compile(r"-?[0-9]+")
 
 
 class SettlementEngine(Protocol):
@@ -104,15 +107,26 @@ class SettlementWindow:
         return cls(day=day, start=start, end=end, timezone_name=timezone_name or "UTC")
 
     @property
-    def partition_days(self) -> tuple[str, str]:
-        """First and last UTC day (``YYYY-MM-DD``) a contact of this window can be partitioned under."""
-        last = self.end - timedelta(microseconds=1)
-        return self.start.date().isoformat(), last.date().isoformat()
+    def partition_days(self) -> tuple[date, date]:
+        """First and last UTC day a contact of this window is partitioned under.
+
+        A billing day lasts 23 to 25 hours and starts at a local midnight, so it touches at most two UTC
+        days in every real time zone; a window touching three is refused rather than settled partially.
+        """
+        first, last = self.start.date(), (self.end - timedelta(microseconds=1)).date()
+        if (last - first).days > 1:
+            raise SettlementError(f"the billing day {self.day} spans more than two UTC days")
+        return first, last
 
     @property
-    def parameters(self) -> tuple[str, str, str, str]:
+    def parameters(self) -> tuple[str, ...]:
         first, last = self.partition_days
-        return first, last, _sql_timestamp(self.start), _sql_timestamp(self.end)
+        return (
+            *(f"{first:%Y}", f"{first:%m}", f"{first:%d}"),
+            *(f"{last:%Y}", f"{last:%m}", f"{last:%d}"),
+            _sql_timestamp(self.start),
+            _sql_timestamp(self.end),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,12 +213,11 @@ def row_value(name: str, raw: object) -> Value:
             raise SettlementError(f"column {name} is not a timestamp")
         return raw.replace(tzinfo=UTC) if raw.tzinfo is None else raw
     if column_type is ColumnType.BIGINT:
-        if isinstance(raw, bool) or not isinstance(raw, int | str):
-            raise SettlementError(f"column {name} is not an integer")
-        try:
+        if isinstance(raw, int) and not isinstance(raw, bool):
+            return raw
+        if isinstance(raw, str) and _INTEGER.fullmatch(raw):
             return int(raw)
-        except ValueError:
-            raise SettlementError(f"column {name} is not an integer") from None
+        raise SettlementError(f"column {name} is not an integer")
     if not isinstance(raw, str):
         raise SettlementError(f"column {name} is not text")
     return raw

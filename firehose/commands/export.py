@@ -26,6 +26,7 @@ from transform.settings import SettingsError, TransformSettings
 from transform.settlement import (
     Settlement,
     SettlementDestination,
+    SettlementError,
     SettlementWindow,
     publish,
     settle,
@@ -69,7 +70,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     destination = _destination(args.to, args.lake)
     try:
         settlement = _settle(args.lake, day, settings)
-    except LakeError as error:
+    except (LakeError, SettlementError) as error:
         raise CommandError(str(error)) from None
     csv_location, manifest_location = publish(settlement, destination)
     out.write(f"{csv_location}: {settlement.rows} rows, sha256 {settlement.sha256}\n{manifest_location}\n")

@@ -1,0 +1,240 @@
+"""The local lake (DuckDB over hive-partitioned Parquet) and the named queries, against a lake built from
+realistic CTRs whose answers are computed independently from the CTRs themselves."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+
+from firehose.lake import LakeError, LocalLake, named_queries, parquet_files
+from tests.lake_samples import (
+    FORMULA_EXTENSION,
+    LakeSample,
+    build_lake,
+    call_type,
+    duration,
+    extension,
+    parse_ts,
+)
+from transform.columns import COLUMN_NAMES, COLUMNS, LAKE_TABLE, PARTITION_KEYS, arrow_schema
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory: pytest.TempPathFactory) -> LakeSample:
+    return build_lake(tmp_path_factory.mktemp("demo") / "lake")
+
+
+@pytest.fixture(scope="module")
+def lake(sample: LakeSample) -> Iterator[LocalLake]:
+    with LocalLake(sample.root) as local:
+        yield local
+
+
+def minutes(seconds: int) -> Decimal:
+    return (Decimal(seconds) / 60).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+
+
+def utc_day(ctr: dict[str, Any]) -> datetime:
+    return parse_ts(ctr["InitiationTimestamp"]).astimezone(UTC)
+
+
+def run_named(lake: LocalLake, name: str) -> list[dict[str, Any]]:
+    return lake.query(named_queries()[name]).records()
+
+
+# --- the lake's schema and reading -----------------------------------------------------------------
+
+
+def test_lake_parquet_read_back_with_pyarrow_has_exactly_the_glue_schema(sample: LakeSample) -> None:
+    # GIVEN the lake's Parquet objects, written as the lake delivery stream writes them
+    files = parquet_files(sample.root)
+    # THEN there are several objects over several day partitions, and each has the registry's schema
+    assert len({path.parent for path in files}) == 3
+    assert len(files) > 3
+    for path in files:
+        assert pq.read_schema(path).remove_metadata() == arrow_schema()
+
+
+def test_duckdb_reads_every_delivered_row_with_the_glue_types(sample: LakeSample, lake: LocalLake) -> None:
+    # WHEN the table is described and counted
+    described = {row[0]: row[1] for row in lake.query(f"DESCRIBE {LAKE_TABLE}").rows}
+    count = lake.query("SELECT count(*) FROM billing_rows").rows[0][0]
+    # THEN every copy delivered is a row, and the columns are the registry's plus string partition keys
+    assert count == len(sample.deliveries)
+    glue_to_duckdb = {"string": "VARCHAR", "bigint": "BIGINT", "timestamp": "TIMESTAMP"}
+    assert described == {
+        **{column.name: glue_to_duckdb[column.type.glue_type] for column in COLUMNS},
+        **dict.fromkeys(PARTITION_KEYS, "VARCHAR"),
+    }
+
+
+def test_duckdb_rows_hold_the_ctr_values_and_their_partition(sample: LakeSample, lake: LocalLake) -> None:
+    # GIVEN the first delivered CTR (a contact initiated at 03:59:30Z on 2026-11-01)
+    ctr = sample.deliveries[0]
+    # WHEN its row is read back
+    records = lake.query(
+        "SELECT * FROM billing_rows WHERE contact_id = ? ORDER BY last_update_timestamp", [ctr["ContactId"]]
+    ).records()
+    # THEN values are typed (UTC timestamps without zone, integers) and the partition is its initiation day
+    assert len(records) == 1
+    row = records[0]
+    assert row["initiation_timestamp"] == datetime(2026, 11, 1, 3, 59, 30)
+    assert row["duration_seconds"] == duration(ctr)
+    assert row["provider_extension"] == extension(ctr)
+    assert row["call_type"] == call_type(ctr)
+    assert row["patient_phone"] == ctr["CustomerEndpoint"]["Address"]
+    assert (row["year"], row["month"], row["day"]) == ("2026", "11", "01")
+
+
+def test_latest_view_keeps_one_row_per_contact_with_its_latest_values(
+    sample: LakeSample, lake: LocalLake
+) -> None:
+    # WHEN the latest-version view is read
+    rows = {row["contact_id"]: row for row in lake.query("SELECT * FROM latest_billing_rows").records()}
+    # THEN one row per contact, each the version with the greatest LastUpdateTimestamp
+    latest = sample.latest_ctrs()
+    assert len(rows) == len(latest) < len(sample.deliveries)
+    for ctr in latest:
+        row = rows[ctr["ContactId"]]
+        assert row["duration_seconds"] == duration(ctr)
+        assert row["provider_extension"] == extension(ctr)
+        assert row["last_update_timestamp"] == parse_ts(ctr["LastUpdateTimestamp"]).replace(tzinfo=None)
+    assert list(lake.query("SELECT * FROM latest_billing_rows").columns) == [*COLUMN_NAMES, *PARTITION_KEYS]
+
+
+# --- named queries against independently computed truth --------------------------------------------
+
+
+def test_monthly_minutes_by_provider_matches_the_ctrs(sample: LakeSample, lake: LocalLake) -> None:
+    # GIVEN the truth: per month and extension, the latest version's seconds with the provider
+    seconds: Counter[tuple[str, str, str]] = Counter()
+    calls: Counter[tuple[str, str, str]] = Counter()
+    for ctr in sample.latest_ctrs():
+        day = utc_day(ctr)
+        key = (f"{day:%Y}", f"{day:%m}", extension(ctr))
+        seconds[key] += duration(ctr)
+        calls[key] += 1
+    # WHEN the named query runs
+    rows = run_named(lake, "monthly_minutes_by_provider")
+    # THEN it has exactly those groups and figures, in order
+    assert [(r["year"], r["month"], r["provider_extension"]) for r in rows] == sorted(seconds)
+    for row in rows:
+        key = (row["year"], row["month"], row["provider_extension"])
+        assert row["calls"] == calls[key]
+        assert row["billable_seconds"] == seconds[key]
+        assert Decimal(str(row["billable_minutes"])) == minutes(seconds[key])
+    assert {row["provider_extension"] for row in rows} >= {"", "4417", "5120", "7301", FORMULA_EXTENSION}
+
+
+def test_daily_calls_by_call_type_matches_the_ctrs(sample: LakeSample, lake: LocalLake) -> None:
+    # GIVEN the truth per UTC day and call type
+    truth: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for ctr in sample.latest_ctrs():
+        truth[(f"{utc_day(ctr):%Y-%m-%d}", call_type(ctr))].append(duration(ctr))
+    # WHEN the named query runs
+    rows = run_named(lake, "daily_calls_by_call_type")
+    # THEN every day and call type, with its call count and seconds
+    assert [(r["call_date"], r["call_type"]) for r in rows] == sorted(truth)
+    assert {r["call_type"] for r in rows} == {"INBOUND", "OUTBOUND"}
+    for row in rows:
+        durations = truth[(row["call_date"], row["call_type"])]
+        assert (row["calls"], row["billable_seconds"]) == (len(durations), sum(durations))
+        assert Decimal(str(row["billable_minutes"])) == minutes(sum(durations))
+
+
+def test_republished_contacts_lists_versions_and_what_changed(sample: LakeSample, lake: LocalLake) -> None:
+    # GIVEN the truth: contacts delivered with more than one distinct LastUpdateTimestamp
+    versions: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+    for ctr in sample.deliveries:
+        versions[ctr["ContactId"]][ctr["LastUpdateTimestamp"]] = ctr
+    republished = {contact: copies for contact, copies in versions.items() if len(copies) > 1}
+    assert len(republished) == 4
+    # WHEN the named query runs
+    rows = {row["contact_id"]: row for row in run_named(lake, "republished_contacts")}
+    # THEN exactly those contacts, with their version count and the changed billing fields
+    assert set(rows) == set(republished)
+    for contact_id, copies in republished.items():
+        first, latest = copies[min(copies)], copies[max(copies)]
+        changed = []
+        if duration(first) != duration(latest):
+            changed += ["duration_seconds"]
+        if extension(first) != extension(latest):
+            changed += ["provider_extension"]
+        if first["DisconnectTimestamp"] != latest["DisconnectTimestamp"]:
+            changed += ["disconnect_timestamp"]
+        row = rows[contact_id]
+        assert row["versions"] == len(copies)
+        assert row["changed_columns"] == ",".join(changed)
+        assert (row["first_duration_seconds"], row["latest_duration_seconds"]) == (
+            duration(first),
+            duration(latest),
+        )
+        assert (row["first_provider_extension"], row["latest_provider_extension"]) == (
+            extension(first),
+            extension(latest),
+        )
+    # A redelivered identical copy is not a version: the contact delivered twice unchanged is absent.
+    redelivered = [c["ContactId"] for c in sample.deliveries]
+    twice_unchanged = [cid for cid, n in Counter(redelivered).items() if n > 1 and cid not in republished]
+    assert twice_unchanged
+    assert not set(twice_unchanged) & set(rows)
+
+
+# --- errors and edges ------------------------------------------------------------------------------
+
+
+def test_an_empty_lake_answers_every_named_query_with_no_rows(tmp_path: Path) -> None:
+    # GIVEN a lake folder without any Parquet object yet
+    (tmp_path / "lake" / LAKE_TABLE).mkdir(parents=True)
+    with LocalLake(tmp_path / "lake") as lake:
+        # WHEN every named query runs THEN each answers with its columns and no rows
+        for name, sql in named_queries().items():
+            if name == "latest_billing_rows":
+                continue
+            result = lake.query(sql)
+            assert result.columns
+            assert result.rows == []
+
+
+def test_sql_that_is_not_one_athena_statement_is_a_clear_error(lake: LocalLake) -> None:
+    with pytest.raises(LakeError, match="cannot parse"):
+        lake.query("SELECT FROM WHERE (")
+    with pytest.raises(LakeError, match="one SQL statement"):
+        lake.query("SELECT 1; SELECT 2")
+    with pytest.raises(LakeError, match="query failed"):
+        lake.query("SELECT no_such_column FROM billing_rows")
+
+
+def test_athena_functions_are_translated_to_duckdb(lake: LocalLake) -> None:
+    # GIVEN Trino functions DuckDB spells differently (date_format, max_by, from_iso8601_timestamp)
+    sql = (
+        "SELECT date_format(max(initiation_timestamp), '%Y-%m-%d') AS last_day, "
+        "max_by(contact_id, initiation_timestamp) AS last_contact, "
+        "count_if(initiation_timestamp >= from_iso8601_timestamp('2026-11-03T00:00:00Z')) AS on_the_third "
+        "FROM latest_billing_rows"
+    )
+    # WHEN run locally THEN DuckDB answers them
+    row = lake.query(sql).records()[0]
+    assert row["last_day"] == "2026-11-03"
+    assert row["last_contact"].startswith("c")
+    assert row["on_the_third"] > 0
+
+
+def test_a_parquet_object_with_another_schema_is_reported_without_row_values(tmp_path: Path) -> None:
+    # GIVEN a lake whose object lacks the registry's columns
+    import pyarrow as pa
+
+    folder = tmp_path / "lake" / LAKE_TABLE / "year=2026" / "month=11" / "day=02"
+    folder.mkdir(parents=True)
+    pq.write_table(pa.table({"patient_phone": ["+12025550143"]}), folder / "x.parquet")
+    # WHEN it is opened THEN a LakeError names the folder, not the data
+    with pytest.raises(LakeError, match="cannot read the lake") as error:
+        LocalLake(tmp_path / "lake")
+    assert "+12025550143" not in str(error.value)
