@@ -59,23 +59,7 @@ def dynamodb(aws_env: str) -> Any:
 
 def directory_table_definition() -> dict[str, Any]:
     """Key schema, attributes and GSIs of the directory table exactly as the template declares them."""
-    try:
-        properties = resource_properties(load_template(), DIRECTORY_RESOURCE)
-    except (FileNotFoundError, KeyError):  # TEMPORARY until the template lands
-        properties = {
-            "KeySchema": [{"AttributeName": "agentId", "KeyType": "HASH"}],
-            "AttributeDefinitions": [
-                {"AttributeName": "agentId", "AttributeType": "S"},
-                {"AttributeName": "extension", "AttributeType": "S"},
-            ],
-            "GlobalSecondaryIndexes": [
-                {
-                    "IndexName": "AgentExtensionIndex",
-                    "KeySchema": [{"AttributeName": "extension", "KeyType": "HASH"}],
-                    "Projection": {"ProjectionType": "ALL"},
-                }
-            ],
-        }
+    properties = resource_properties(load_template(), DIRECTORY_RESOURCE)
     definition: dict[str, Any] = {
         "KeySchema": properties["KeySchema"],
         "AttributeDefinitions": properties["AttributeDefinitions"],
