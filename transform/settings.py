@@ -25,6 +25,9 @@ class OutputFormat(enum.Enum):
     JSON = "json"
 
 
+# The values of a CTR's Channel: a typo in BILLABLE_CHANNELS would silently bill nothing.
+CONNECT_CHANNELS = frozenset({"VOICE", "CHAT", "TASK", "EMAIL"})
+
 # DynamoDB table names: 3-255 of [A-Za-z0-9_.-].
 _TABLE_NAME = re.compile(r"[A-Za-z0-9_.\-]{3,255}")
 _ATTRIBUTE_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,127}")
@@ -84,6 +87,12 @@ def _billable_channels(environ: Mapping[str, str]) -> frozenset[str]:
     channels = frozenset(part.strip().upper() for part in raw.split(",") if part.strip())
     if not channels:
         raise SettingsError("BILLABLE_CHANNELS must name at least one channel, e.g. VOICE")
+    unknown = sorted(channels - CONNECT_CHANNELS)
+    if unknown:
+        raise SettingsError(
+            f"BILLABLE_CHANNELS has unknown channel(s) {unknown}; "
+            f"Amazon Connect channels: {', '.join(sorted(CONNECT_CHANNELS))}"
+        )
     return channels
 
 
