@@ -1,0 +1,80 @@
+"""``ctr-billing package``: build the Lambda zip, upload it, write a packaged template.
+
+Like ``aws cloudformation package``: the packaged template's ``LambdaCodeBucket``/``LambdaCodeKey``
+default to the uploaded zip, so ``aws cloudformation deploy --template-file packaged.yaml`` needs no
+code parameters. Without ``--bucket`` only the zip is built.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from firehose.errors import CommandError
+from firehose.packaging import (
+    PackagingError,
+    build_lambda_zip,
+    lambda_platform,
+    packaged_template,
+    upload_lambda_zip,
+)
+from firehose.template import TEMPLATE_PATH, load_template
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "package",
+        help="build the Lambda zip and a packaged CloudFormation template",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--bucket", help="S3 bucket to upload the zip to (omit to build the zip only)")
+    parser.add_argument("--prefix", default="", help="S3 key prefix for the zip (default: none)")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=Path("build/packaged.yaml"),
+        help="packaged template to write (default: build/packaged.yaml)",
+    )
+    parser.add_argument(
+        "--build-dir", type=Path, default=Path("build"), help="where lambda.zip is built (default: build)"
+    )
+    parser.add_argument("--template", type=Path, default=TEMPLATE_PATH, help="template to package")
+    parser.add_argument("--region", help="AWS region of the bucket (default: your AWS configuration)")
+    parser.add_argument("--endpoint-url", help="S3 endpoint (e.g. the embedded AWS); default: AWS")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if not args.template.is_file():
+        raise CommandError(f"template not found: {args.template}")
+    try:
+        platform = lambda_platform(load_template(args.template))
+        zip_path = build_lambda_zip(args.build_dir, args.template)
+    except PackagingError as error:
+        raise CommandError(str(error)) from None
+    size_mb = zip_path.stat().st_size / 1_000_000
+    print(f"built {zip_path} ({size_mb:.1f} MB, {platform.architecture}, python{platform.python_version})")
+    if not args.bucket:
+        print("no --bucket given: the zip was not uploaded and no packaged template was written")
+        return 0
+
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    s3 = boto3.client("s3", region_name=args.region, endpoint_url=args.endpoint_url)
+    try:
+        key = upload_lambda_zip(s3, zip_path, args.bucket, args.prefix)
+    except (BotoCoreError, ClientError) as error:
+        raise CommandError(f"could not upload {zip_path.name} to s3://{args.bucket}: {error}") from None
+    print(f"uploaded s3://{args.bucket}/{key}")
+
+    text = packaged_template(args.template.read_text(encoding="utf-8"), args.bucket, key)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(text, encoding="utf-8")
+    print(f"wrote {args.output}; deploy it with:")
+    print(
+        f"  aws cloudformation deploy --template-file {args.output} --stack-name ctr-billing "
+        "--capabilities CAPABILITY_IAM"
+    )
+    return 0
