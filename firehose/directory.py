@@ -173,8 +173,7 @@ def import_entries(
     """All or nothing: every row is checked (format, duplicates, the table's holders) before any write."""
     entries, row_problems = parse_entries(rows)
     problems = [*problems, *row_problems]
-    if not problems:
-        problems = table_conflicts(entries, table.scan())
+    problems += table_conflicts(entries, table.scan())
     if problems:
         problems.sort(key=lambda problem: problem.line)
         raise DirectoryRejected(f"nothing imported: {len(problems)} problem(s)", problems)

@@ -1,0 +1,264 @@
+"""``ctr-billing directory`` against the embedded AWS (moto server over HTTP), as a user runs it:
+import / export / set / remove and every refusal."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from firehose.cli import main
+from firehose.directory import DirectoryRejected, seed_directory
+from lookup.directory import DirectoryEntry, DirectoryTable
+
+pytest_plugins = ["tests.integration.lookup_fixtures"]
+pytestmark = pytest.mark.integration
+
+A1 = "agent-0001"
+A2 = "agent-0002"
+A3 = "agent-0003"
+
+
+@pytest.fixture
+def cli(aws_env: str, directory_table: str, capsys: pytest.CaptureFixture[str]) -> Any:
+    """Runs ``ctr-billing directory ...`` against the test table; returns (status, stdout, stderr)."""
+
+    def run(*args: str, table: str | None = directory_table) -> tuple[int, str, str]:
+        options = ["--endpoint-url", aws_env] + (["--table", table] if table else [])
+        status = main(["directory", *args, *options])
+        captured = capsys.readouterr()
+        return status, captured.out, captured.err
+
+    return run
+
+
+@pytest.fixture
+def table(dynamodb: Any, directory_table: str) -> DirectoryTable:
+    return DirectoryTable(dynamodb, directory_table)
+
+
+def entries(table: DirectoryTable) -> set[DirectoryEntry]:
+    return set(table.scan())
+
+
+def write(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "directory.csv"
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+# --- import / export -------------------------------------------------------------------------------
+
+
+def test_import_then_export_round_trips(cli: Any, table: DirectoryTable, tmp_path: Path) -> None:
+    # GIVEN a directory CSV (username optional per line)
+    source = write(tmp_path, f"agentId,extension,username\n{A2},202,dr.b\n{A1},101,dr.a\n\n{A3},7,\n")
+    # WHEN it is imported
+    status, _, err = cli("import", source)
+    # THEN every entry is in the table
+    assert status == 0, err
+    assert "imported 3 entries" in err
+    assert entries(table) == {
+        DirectoryEntry(A1, "101", "dr.a"),
+        DirectoryEntry(A2, "202", "dr.b"),
+        DirectoryEntry(A3, "7", ""),
+    }
+    # AND the export is the same directory, ordered by extension, with a header
+    status, out, _ = cli("export")
+    assert status == 0
+    assert out == f"agentId,extension,username\n{A3},7,\n{A1},101,dr.a\n{A2},202,dr.b\n"
+    # AND re-importing the export changes nothing
+    assert cli("import", write(tmp_path, out))[0] == 0
+    assert len(entries(table)) == 3
+
+
+def test_export_to_a_file(cli: Any, table: DirectoryTable, tmp_path: Path) -> None:
+    table.set_extension(A1, "11", "dr.a")
+    target = tmp_path / "out.csv"
+    assert cli("export", "--output", str(target))[0] == 0
+    assert target.read_text() == f"agentId,extension,username\n{A1},11,dr.a\n"
+
+
+def test_import_of_more_than_one_transaction(cli: Any, table: DirectoryTable, tmp_path: Path) -> None:
+    rows = "".join(f"agent-{n:04d},{1000 + n},\n" for n in range(250))
+    assert cli("import", write(tmp_path, "agentId,extension,username\n" + rows))[0] == 0
+    assert len(entries(table)) == 250
+
+
+def test_import_rejects_every_bad_line_and_writes_nothing(
+    cli: Any, table: DirectoryTable, tmp_path: Path
+) -> None:
+    # GIVEN the table already gives 500 to agent-0009
+    table.set_extension("agent-0009", "500")
+    before = entries(table)
+    source = write(
+        tmp_path,
+        "agentId,extension,username\n"
+        f"{A1},101,dr.a\n"  # line 2: fine
+        f"{A2},12345678,dr.b\n"  # line 3: too long
+        "not an id,102,\n"  # line 4: bad agent id
+        f"{A1},103,\n"  # line 5: agent twice
+        f"{A3},101,\n"  # line 6: extension twice in the file
+        "agent-0004,500,\n"  # line 7: held by agent-0009 in the table
+        "agent-0005,104,x,extra\n"  # line 8: more fields than the header
+        "agent-0006,,\n",  # line 9: no extension
+    )
+    # WHEN it is imported
+    status, _, err = cli("import", source)
+    # THEN nothing is written and every bad line is reported with its number
+    assert status == 2
+    assert entries(table) == before
+    assert "nothing imported: 7 problem(s)" in err
+    for expected in (
+        "line 3: extension '12345678' must be 1-5 digits",
+        "line 4: agentId 'not an id' is not an agent id",
+        f"line 5: agent {A1} already appears on line 2",
+        f"line 6: extension 101 is given to agent {A1} on line 2 and to agent {A3} here",
+        "line 7: extension 500 is already held by agent agent-0009; cannot assign it to agent agent-0004",
+        "line 8: has more fields than the header",
+        "line 9: extension '' must be 1-5 digits",
+    ):
+        assert expected in err
+    assert "  line 2:" not in err
+
+
+def test_import_may_swap_extensions_between_agents(cli: Any, table: DirectoryTable, tmp_path: Path) -> None:
+    table.set_extension(A1, "101")
+    table.set_extension(A2, "202")
+    assert cli("import", write(tmp_path, f"agentId,extension\n{A1},202\n{A2},101\n"))[0] == 0
+    assert {(e.agent_id, e.extension) for e in entries(table)} == {(A1, "202"), (A2, "101")}
+
+
+@pytest.mark.parametrize(
+    "header", ["agent,extension,username", "agentId,username", "agentId,extension,email", ""]
+)
+def test_import_refuses_a_wrong_header(cli: Any, table: DirectoryTable, tmp_path: Path, header: str) -> None:
+    status, _, err = cli("import", write(tmp_path, f"{header}\n{A1},101,dr.a\n"))
+    assert status == 2
+    assert "line 1: header must be agentId,extension,username" in err
+    assert entries(table) == set()
+
+
+def test_import_of_a_missing_file(cli: Any, tmp_path: Path) -> None:
+    status, _, err = cli("import", str(tmp_path / "nope.csv"))
+    assert status == 2
+    assert "nope.csv" in err
+
+
+# --- set / remove ----------------------------------------------------------------------------------
+
+
+def test_set_adds_and_changes_an_extension_keeping_other_attributes(
+    cli: Any, table: DirectoryTable, dynamodb: Any, directory_table: str
+) -> None:
+    # GIVEN a voicemail-solution item for A1 with its own settings
+    dynamodb.put_item(
+        TableName=directory_table,
+        Item={"agentId": {"S": A1}, "extension": {"S": "100"}, "transcribeVoicemail": {"BOOL": True}},
+    )
+    # WHEN set gives A1 another extension and a username, and A2 a first one
+    assert cli("set", A1, "4417", "--username", "dr.okafor")[0] == 0
+    assert cli("set", A2, "12")[0] == 0
+    # THEN both are in the directory and the voicemail settings survived
+    assert entries(table) == {DirectoryEntry(A1, "4417", "dr.okafor"), DirectoryEntry(A2, "12", "")}
+    item = dynamodb.get_item(TableName=directory_table, Key={"agentId": {"S": A1}})["Item"]
+    assert item["transcribeVoicemail"] == {"BOOL": True}
+    # AND setting the same extension again is fine (idempotent)
+    assert cli("set", A1, "4417")[0] == 0
+    assert table.get(A1) == DirectoryEntry(A1, "4417", "dr.okafor")
+
+
+def test_set_refuses_an_extension_held_by_another_agent_naming_both(cli: Any, table: DirectoryTable) -> None:
+    table.set_extension(A1, "4417")
+    status, _, err = cli("set", A2, "4417")
+    assert status == 2
+    assert f"extension 4417 is already held by agent {A1}; cannot assign it to agent {A2}" in err
+    assert table.get(A2) is None
+
+
+@pytest.mark.parametrize(
+    ("agent", "extension", "problem"),
+    [
+        (A1, "123456", "must be 1-5 digits"),
+        (A1, "4a", "must be 1-5 digits"),
+        ("a/b", "1", "is not an agent id"),
+    ],
+)
+def test_set_refuses_malformed_input(
+    cli: Any, table: DirectoryTable, agent: str, extension: str, problem: str
+) -> None:
+    status, _, err = cli("set", agent, extension)
+    assert status == 2
+    assert problem in err
+    assert entries(table) == set()
+
+
+def test_remove_deletes_a_plain_entry_and_keeps_voicemail_settings(
+    cli: Any, table: DirectoryTable, dynamodb: Any, directory_table: str
+) -> None:
+    table.set_extension(A1, "101", "dr.a")
+    dynamodb.put_item(
+        TableName=directory_table,
+        Item={"agentId": {"S": A2}, "extension": {"S": "202"}, "encryptVoicemail": {"BOOL": False}},
+    )
+    assert cli("remove", A1)[0] == 0
+    assert cli("remove", A2)[0] == 0
+    # A1 is gone entirely; A2 keeps its voicemail settings but no extension
+    assert dynamodb.get_item(TableName=directory_table, Key={"agentId": {"S": A1}}).get("Item") is None
+    item = dynamodb.get_item(TableName=directory_table, Key={"agentId": {"S": A2}})["Item"]
+    assert "extension" not in item and item["encryptVoicemail"] == {"BOOL": False}
+    assert table.find_by_extension("202") == []
+    # AND the extension is free for someone else
+    assert cli("set", A3, "202")[0] == 0
+
+
+def test_remove_of_an_unknown_agent_is_refused(cli: Any, table: DirectoryTable, directory_table: str) -> None:
+    status, _, err = cli("remove", A1)
+    assert status == 2
+    assert f"agent {A1} is not in the directory table {directory_table}" in err
+
+
+# --- configuration and AWS errors ------------------------------------------------------------------
+
+
+def test_table_comes_from_directory_table_env(
+    cli: Any, table: DirectoryTable, directory_table: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DIRECTORY_TABLE", directory_table)
+    assert cli("set", A1, "1", table=None)[0] == 0
+    assert table.get(A1) == DirectoryEntry(A1, "1", "")
+
+
+def test_no_table_is_a_clear_error(cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DIRECTORY_TABLE", raising=False)
+    status, _, err = cli("export", table=None)
+    assert status == 2
+    assert "no directory table: pass --table or set DIRECTORY_TABLE" in err
+
+
+def test_missing_table_is_reported_with_the_aws_error_code(cli: Any) -> None:
+    status, _, err = cli("export", table="no-such-table")
+    assert status == 2
+    assert "ResourceNotFoundException" in err
+    assert "Traceback" not in err
+
+
+# --- seeding for demos -----------------------------------------------------------------------------
+
+
+def test_seed_directory_applies_the_import_rules(
+    dynamodb: Any, directory_table: str, table: DirectoryTable
+) -> None:
+    written = seed_directory(
+        dynamodb,
+        directory_table,
+        [{"agentId": A1, "extension": "101", "username": "dr.a"}, {"agentId": A2, "extension": "102"}],
+    )
+    assert written == 2
+    with pytest.raises(DirectoryRejected) as rejected:
+        seed_directory(dynamodb, directory_table, [{"agentId": A3, "extension": "101"}])
+    assert [str(problem) for problem in rejected.value.problems] == [
+        f"line 1: extension 101 is already held by agent {A1}; cannot assign it to agent {A3}"
+    ]
+    assert entries(table) == {DirectoryEntry(A1, "101", "dr.a"), DirectoryEntry(A2, "102", "")}
