@@ -68,11 +68,18 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     except SettingsError as error:
         raise CommandError(str(error)) from None
     destination = _destination(args.to, args.lake)
+    from botocore.exceptions import BotoCoreError, ClientError
+
     try:
         settlement = _settle(args.lake, day, settings)
+        csv_location, manifest_location = publish(settlement, destination)
     except (LakeError, SettlementError) as error:
         raise CommandError(str(error)) from None
-    csv_location, manifest_location = publish(settlement, destination)
+    except ClientError as error:
+        # S3's own words: an error code and the bucket or key, never object content.
+        raise CommandError(f"S3 refused ({_s3_target(args.lake, args.to)}): {error}") from None
+    except (BotoCoreError, OSError) as error:
+        raise CommandError(f"cannot export ({_s3_target(args.lake, args.to)}): {error}") from None
     out.write(f"{csv_location}: {settlement.rows} rows, sha256 {settlement.sha256}\n{manifest_location}\n")
     return 0
 
@@ -123,6 +130,10 @@ def _destination(to: str | None, lake: str) -> SettlementDestination:
             raise CommandError(str(error)) from None
         return S3Destination(_s3_client(), location.bucket, location.prefix)
     return FolderDestination(Path(to))
+
+
+def _s3_target(lake: str, to: str | None) -> str:
+    return f"lake {lake}" + (f", destination {to}" if to else "")
 
 
 def _s3_client() -> Any:
