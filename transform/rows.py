@@ -187,7 +187,9 @@ class CsvEncoder:
         self.header = (",".join(columns) + "\n").encode()
 
     def line(self, contact: BillableContact) -> bytes:
-        return (",".join([cell(contact) for cell in self._cells]) + "\n").encode()
+        text = ",".join([cell(contact) for cell in self._cells])
+        # A lone empty cell (CSV_COLUMNS of one column) quoted: a blank line is no row to CSV readers.
+        return (text + "\n" if text else '""\n').encode()
 
 
 # --- JSON rows (data lake) -------------------------------------------------------------------------
