@@ -312,3 +312,42 @@ def test_whisper_uses_the_configured_extension_attribute() -> None:
     document = flow(WHISPER, {**PLACEHOLDERS, "ExtensionAttribute": "providerExt"})
     (update,) = [action for action in document["Actions"] if action["Type"] == "UpdateContactAttributes"]
     assert update["Parameters"]["Attributes"] == {"providerExt": "$.External.extension"}
+
+
+# --- the template deploys exactly these files ------------------------------------------------------
+
+FLOW_RESOURCES = {
+    WHISPER: ("AgentWhisperFlow", "AGENT_WHISPER", "HasConnectInstance"),
+    INBOUND: ("TelehealthInboundFlow", "CONTACT_FLOW", "DeployInboundFlow"),
+}
+
+
+@pytest.mark.parametrize("name", [INBOUND, WHISPER])
+def test_template_deploys_the_flow_file_unchanged(name: str) -> None:
+    from firehose.template import load_template
+
+    template = load_template()
+    logical_id, flow_type, condition = FLOW_RESOURCES[name]
+    resource = template["Resources"][logical_id]
+    assert resource["Type"] == "AWS::Connect::ContactFlow"
+    assert resource["Condition"] == condition
+    properties = resource["Properties"]
+    assert properties["Type"] == flow_type
+    assert properties["InstanceArn"] == {"Ref": "ConnectInstanceArn"}
+    text, variables = properties["Content"]["Fn::Sub"]
+    # The files are the source: the template's copy must parse to the same document.
+    assert json.loads(text) == json.loads(flow_text(name)), (
+        f"{logical_id}'s Content differs from cloudformation/flows/{name}; copy the file into the template"
+    )
+    # Every placeholder is substituted, by the Sub's own variables or a template parameter.
+    assert set(PLACEHOLDER.findall(text)) <= set(variables) | set(template["Parameters"])
+
+
+def test_inbound_flow_deploys_only_with_queue_and_voicemail_flow() -> None:
+    from firehose.template import load_template
+
+    template = load_template()
+    condition = template["Conditions"]["DeployInboundFlow"]["Fn::And"]
+    assert {"Condition": "HasConnectInstance"} in condition
+    referenced = json.dumps(condition)
+    assert "GeneralQueueArn" in referenced and "VoicemailFlowArn" in referenced
