@@ -15,6 +15,7 @@ import json
 import random
 import uuid
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -331,3 +332,16 @@ def _set_or_drop(target: dict[str, Any], key: str, value: object) -> None:
         target.pop(key, None)
     else:
         target[key] = value
+
+
+@dataclass(frozen=True)
+class LambdaContext:
+    """What powertools' ``inject_lambda_context`` reads from the Lambda context."""
+
+    function_name: str = "ctr-billing-transform-csv"
+    function_version: str = "$LATEST"
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:111122223333:function:ctr-billing-transform-csv"
+    memory_limit_in_mb: int = 512
+    aws_request_id: str = "6f1c9a8e-0d3b-4c5e-9f7a-2b1d0e3c4a5f"
+    log_group_name: str = "/aws/lambda/ctr-billing-transform-csv"
+    log_stream_name: str = "2026/11/02/[$LATEST]0123456789abcdef"
