@@ -3,12 +3,19 @@ export's SQL picking the same version as that view."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
+from typing import Any
+
 import sqlglot
 from sqlglot import exp
 
 from firehose.lake import ATHENA_DIALECT, LATEST_VIEW, named_queries, to_duckdb
+from firehose.template import load_template, resource_properties, resources_of_type
 from transform.columns import COLUMN_NAMES, LAKE_TABLE, PARTITION_KEYS
-from transform.settlement import SETTLEMENT_SQL
+from transform.settings import TransformSettings
+from transform.settlement import SETTLEMENT_SQL, settle
 
 EXPECTED_QUERIES = {
     "latest_billing_rows",
@@ -83,3 +90,78 @@ def test_the_settlement_export_selects_every_registry_column_in_order() -> None:
     assert [projection.alias_or_name for projection in statement.expressions] == list(COLUMN_NAMES)
     assert tables(statement) == {LAKE_TABLE}
     assert len(list(statement.find_all(exp.Placeholder))) == 8
+
+
+# --- the template's side -----------------------------------------------------------------------------
+
+
+def test_the_template_holds_each_named_query_with_the_files_sql() -> None:
+    # GIVEN the template's named queries
+    template = load_template()
+    in_template = {
+        properties["Name"]: properties
+        for _, resource in resources_of_type(template, "AWS::Athena::NamedQuery")
+        for properties in [resource["Properties"]]
+    }
+    # THEN there is one per file, with the file's SQL verbatim, in the billing database and workgroup
+    queries = named_queries()
+    assert set(in_template) == set(queries)
+    for name, sql in queries.items():
+        assert in_template[name]["QueryString"] == sql, (
+            f"template QueryString of {name} differs from its file"
+        )
+        assert in_template[name]["Database"] == {"Ref": "GlueDatabase"}
+        assert in_template[name]["WorkGroup"] == {"Ref": "AthenaWorkGroup"}
+
+
+def test_the_settled_manifests_table_has_the_manifest_fields() -> None:
+    # GIVEN the Glue table the reconciliation reads
+    table = resource_properties(load_template(), "SettledManifestsTable")["TableInput"]
+    columns = {column["Name"]: column["Type"] for column in table["StorageDescriptor"]["Columns"]}
+    # THEN it is named as the query names it and has every field the export writes in a manifest
+    assert table["Name"] == "settled_manifests"
+    assert table["StorageDescriptor"]["Location"] == {"Fn::Sub": "s3://${VendorBucket}/settled/"}
+    manifest = json.loads(
+        settle(_EmptyEngine(), date(2026, 11, 2), TransformSettings(), datetime.now(UTC)).manifest
+    )
+    assert set(columns) == set(manifest)
+    assert columns["rows"] == "bigint"
+    assert columns["columns"] == "array<string>"
+
+
+def test_the_export_lambda_runs_daily_after_midnight_in_the_billing_time_zone() -> None:
+    template = load_template()
+    function = resource_properties(template, "SettlementExportFunction")
+    schedule = resource_properties(template, "SettlementSchedule")
+    # THEN the handler is the settlement's, configured like the stream's transform
+    assert function["Handler"] == "transform.settlement_aws.lambda_handler"
+    variables = function["Environment"]["Variables"]
+    assert variables["ATHENA_WORKGROUP"] == {"Ref": "AthenaWorkGroup"}
+    assert variables["GLUE_DATABASE"] == {"Ref": "GlueDatabase"}
+    assert variables["VENDOR_BUCKET"] == {"Ref": "VendorBucket"}
+    assert variables["BILLING_TIMEZONE"] == {"Ref": "BillingTimezone"}
+    assert variables["CSV_COLUMNS"] == {"Ref": "CsvColumns"}
+    # and the schedule fires once a day, shortly after midnight, in the billing zone, passing its time
+    assert schedule["ScheduleExpression"] == "cron(30 0 * * ? *)"
+    assert schedule["ScheduleExpressionTimezone"] == {"Ref": "BillingTimezone"}
+    assert schedule["Target"]["Arn"] == {"Fn::GetAtt": ["SettlementExportFunction", "Arn"]}
+    assert json.loads(schedule["Target"]["Input"]) == {"scheduled_time": "<aws.scheduler.scheduled-time>"}
+
+
+def test_the_export_role_writes_only_settled_files_of_the_vendor_bucket() -> None:
+    role = resource_properties(load_template(), "SettlementExportRole")
+    statements = [s for policy in role["Policies"] for s in policy["PolicyDocument"]["Statement"]]
+    writes = [s for s in statements if "s3:PutObject" in _actions(s)]
+    vendor_writes = [s for s in writes if "VendorBucket" in json.dumps(s["Resource"])]
+    assert [s["Resource"] for s in vendor_writes] == [{"Fn::Sub": "${VendorBucket.Arn}/settled/*"}]
+    assert all(s["Resource"] != "*" for s in statements if s["Sid"] != "XRayTraces")
+
+
+def _actions(statement: dict[str, Any]) -> list[str]:
+    actions = statement["Action"]
+    return [actions] if isinstance(actions, str) else list(actions)
+
+
+class _EmptyEngine:
+    def fetch(self, sql: str, parameters: Sequence[str]) -> list[dict[str, object]]:
+        return []
