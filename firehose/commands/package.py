@@ -60,12 +60,13 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
     import boto3
+    from boto3.exceptions import Boto3Error
     from botocore.exceptions import BotoCoreError, ClientError
 
     s3 = boto3.client("s3", region_name=args.region, endpoint_url=args.endpoint_url)
     try:
         key = upload_lambda_zip(s3, zip_path, args.bucket, args.prefix)
-    except (BotoCoreError, ClientError) as error:
+    except (Boto3Error, BotoCoreError, ClientError) as error:
         raise CommandError(f"could not upload {zip_path.name} to s3://{args.bucket}: {error}") from None
     print(f"uploaded s3://{args.bucket}/{key}")
 
