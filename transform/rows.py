@@ -10,7 +10,7 @@ from datetime import datetime, tzinfo
 from typing import Any
 
 from transform.columns import COLUMNS, COLUMNS_BY_NAME, Column, ColumnType
-from transform.rules import BillableContact, call_type
+from transform.rules import MAX_BIGINT, BillableContact, call_type
 from transform.timestamps import TimestampError, format_local, format_utc, parse_timestamp, utc_text
 
 Value = str | int | datetime | None
@@ -31,7 +31,13 @@ def text(value: object) -> str:
 
 
 def _optional_count(value: object) -> int | None:
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value >= 0:
+    """A non-negative count that fits a bigint column, else unknown."""
+    if (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and 0 <= value < MAX_BIGINT + 1
+    ):
         return math.floor(value)
     return None
 

@@ -38,6 +38,8 @@ class NotBillableReason(enum.Enum):
 
 
 _ONE_SECOND = timedelta(seconds=1)
+# The largest value of a bigint (int64) column; a count beyond it could not reach the data lake.
+MAX_BIGINT = 2**63 - 1
 
 OUTBOUND_METHODS = frozenset({"OUTBOUND", "CALLBACK", "API", "EXTERNAL_OUTBOUND", "CAMPAIGN_PREVIEW"})
 
@@ -118,7 +120,7 @@ def classify(ctr: dict[str, Any], settings: TransformSettings) -> Classification
     hold = agent.get("CustomerHoldDuration")
     if hold is None:
         hold_seconds = 0
-    elif type(hold) is int and hold >= 0:
+    elif type(hold) is int and 0 <= hold <= MAX_BIGINT:
         hold_seconds = hold
     elif _is_finite_non_negative(hold):
         hold_seconds = math.floor(hold)
@@ -161,6 +163,10 @@ def agent_id(agent: dict[str, Any]) -> str:
 
 
 def _is_finite_non_negative(value: object) -> bool:
+    """A JSON number that fits the lake's bigint columns once rounded down."""
     return (
-        isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and 0 <= value < MAX_BIGINT + 1
     )

@@ -270,3 +270,10 @@ def test_encoder_cells_equal_the_reference_csv_cell(
     expected = [csv_cell(EXTRACTORS[c.name](contact), COLUMNS_BY_NAME[c.name], zone) for c in COLUMNS]
     line = CsvEncoder(COLUMN_NAMES, zone).line(contact).decode()
     assert line == ",".join(expected) + "\n"
+
+
+@pytest.mark.parametrize(("holds", "expected"), [(3, 3), (2.7, 2), (-1, None), (2**63, None), (1e300, None)])
+def test_number_of_holds_is_a_bigint_or_unknown(holds: object, expected: int | None) -> None:
+    ctr = _transfer()
+    ctr["Agent"]["NumberOfHolds"] = holds
+    assert json.loads(json_row(_contact(ctr)))["number_of_holds"] == expected

@@ -225,3 +225,15 @@ def test_provider_extension_comes_from_the_configured_attribute(
 )
 def test_call_type_mapping(method: object, expected: str) -> None:
     assert call_type(method) == expected
+
+
+@pytest.mark.parametrize("hold", [2**63, 1e300, float("inf")])
+def test_a_hold_duration_beyond_the_lake_s_bigint_is_invalid(hold: object) -> None:
+    # GIVEN a hold duration no int64 column can hold  WHEN classified  THEN invalid, not a broken row
+    ctr = ctrs.billable_ctr()
+    ctr["Agent"]["CustomerHoldDuration"] = hold
+    assert _problem(ctr) == "Agent.CustomerHoldDuration is not a non-negative number"
+
+
+def test_the_largest_bigint_hold_is_kept() -> None:
+    assert _billable(ctrs.billable_ctr(hold_seconds=2**63 - 1)).hold_seconds == 2**63 - 1
