@@ -34,13 +34,9 @@ LAYOUT = {
         "/day=!{partitionKeyFromLambda:day}/",
     ),
 }
-# The only statements allowed `Resource: "*"`, with why AWS requires it.
-WILDCARD_RESOURCE_ALLOWED = {
-    # X-Ray's PutTraceSegments/PutTelemetryRecords have no resource-level permissions.
-    ("TransformCsvRole", "XRayTraces"),
-    ("TransformJsonRole", "XRayTraces"),
-    ("LookupRole", "XRayTraces"),
-}
+# The only actions allowed `Resource: "*"` in an identity policy: X-Ray's PutTraceSegments and
+# PutTelemetryRecords have no resource-level permissions.
+WILDCARD_RESOURCE_ACTIONS = frozenset({"xray:PutTraceSegments", "xray:PutTelemetryRecords"})
 # In a KMS key policy, "Resource": "*" means "this key" (the only allowed form).
 KEY_POLICY_RESOURCES = ("BillingKey",)
 
@@ -400,29 +396,52 @@ def test_no_statement_allows_every_action(cfn_template: Template) -> None:
 
 
 def test_wildcard_resources_only_where_aws_requires_them(cfn_template: Template) -> None:
-    found = set()
+    # GIVEN every Allow statement on Resource "*"
+    found = {}
     for logical_id, document in _policy_documents(cfn_template):
         for statement in _statements(document):
             if statement["Effect"] == "Allow" and "*" in _as_list(statement.get("Resource", [])):
-                found.add((logical_id, statement.get("Sid")))
-    key_policy = {item for item in found if item[0] in KEY_POLICY_RESOURCES}
-    assert found - key_policy == WILDCARD_RESOURCE_ALLOWED
-    for logical_id, sid in WILDCARD_RESOURCE_ALLOWED:
-        (statement,) = [
-            s
-            for document in resource_properties(cfn_template, logical_id)["Policies"]
-            for s in document["PolicyDocument"]["Statement"]
-            if s.get("Sid") == sid
-        ]
-        assert sorted(statement["Action"]) == ["xray:PutTelemetryRecords", "xray:PutTraceSegments"]
+                found[(logical_id, statement.get("Sid"))] = set(_as_list(statement["Action"]))
+
+    # THEN outside the key policy (where "*" means the key itself) they are X-Ray's unscoped actions only
+    identity = {where: actions for where, actions in found.items() if where[0] not in KEY_POLICY_RESOURCES}
+    assert identity, "the Lambda roles' X-Ray statements are expected here"
+    for where, actions in identity.items():
+        assert actions <= WILDCARD_RESOURCE_ACTIONS, where
+    assert {
+        ("TransformCsvRole", "XRayTraces"),
+        ("TransformJsonRole", "XRayTraces"),
+        ("LookupRole", "XRayTraces"),
+    } <= set(identity)
 
 
-def test_no_allow_statement_grants_everyone(cfn_template: Template) -> None:
+def test_no_allow_statement_grants_everyone_except_connect_pinned_by_conditions(
+    cfn_template: Template,
+) -> None:
+    # GIVEN every Allow statement with a principal
+    open_to_everyone = []
     for logical_id, document in _policy_documents(cfn_template):
         for statement in _statements(document):
             if statement["Effect"] == "Allow" and "Principal" in statement:
                 principal = statement["Principal"]
-                assert principal != "*" and principal.get("AWS") != "*", logical_id
+                if principal == "*" or (isinstance(principal, dict) and principal.get("AWS") == "*"):
+                    open_to_everyone.append((logical_id, statement))
+
+    # THEN the only "*" principal is the key's grant to Amazon Connect's service-linked role (its name has
+    # a random suffix), pinned to this account, to Kinesis and this stack's stream, and to one action
+    assert [(logical_id, s["Sid"]) for logical_id, s in open_to_everyone] == [
+        ("BillingKey", "ConnectWritesCtrStream")
+    ]
+    statement = open_to_everyone[0][1]
+    assert statement["Action"] == "kms:GenerateDataKey"
+    equals = statement["Condition"]["StringEquals"]
+    assert equals["kms:CallerAccount"] == {"Ref": "AWS::AccountId"}
+    assert equals["kms:ViaService"] == {"Fn::Sub": "kinesis.${AWS::Region}.amazonaws.com"}
+    stream_name = resource_properties(cfn_template, "ContactTraceRecordsStream")["Name"]["Fn::Sub"]
+    assert equals["kms:EncryptionContext:aws:kinesis:arn"]["Fn::Sub"].endswith(f":stream/{stream_name}")
+    assert statement["Condition"]["ArnLike"]["aws:PrincipalArn"]["Fn::Sub"].endswith(
+        ":role/aws-service-role/connect.amazonaws.com/AWSServiceRoleForAmazonConnect*"
+    )
 
 
 def test_key_is_rotated_and_used_by_services_only_through_this_pipeline(cfn_template: Template) -> None:
@@ -589,7 +608,7 @@ def test_connect_integration_exists_only_with_an_instance_and_is_scoped_to_it(cf
     connect = {
         logical_id
         for logical_id, resource in resources.items()
-        if resource["Type"].startswith("AWS::Connect::")
+        if resource["Type"] in ("AWS::Connect::InstanceStorageConfig", "AWS::Connect::IntegrationAssociation")
         or (
             resource["Type"] == "AWS::Lambda::Permission"
             and resource["Properties"]["Principal"] == "connect.amazonaws.com"
