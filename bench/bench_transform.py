@@ -190,6 +190,10 @@ def main() -> None:
         f"  time vs floor:  {over_floor:.2f}x (target <= {TARGET_VS_FLOOR}x: "
         f"{'met' if over_floor <= TARGET_VS_FLOOR else 'NOT met'})"
     )
+    print(
+        "  (ours can beat the floor: it decodes base64 and only the CTR's billing fields with msgspec,"
+        " the floor base64.b64decode + json.loads of whole records)"
+    )
 
 
 if __name__ == "__main__":
