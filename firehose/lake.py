@@ -95,6 +95,8 @@ class LocalLake:
         try:
             # Glue timestamps carry no zone and hold UTC; the session zone makes DuckDB agree.
             self._connection.execute("SET TimeZone = 'UTC'")
+            # DuckDB draws a progress bar on long queries; the CLI's output is the result alone.
+            self._connection.execute("SET enable_progress_bar = false")
             self._create_table(parquet_files(lake))
             self._create_manifests(settled)
             self._connection.execute(to_duckdb(named_queries(queries)[LATEST_VIEW]))
@@ -129,21 +131,24 @@ class LocalLake:
         return self.query(sql, parameters).records()
 
     def _create_table(self, files: Sequence[Path]) -> None:
-        columns = ", ".join(f"{column.name} {_DUCKDB_TYPES[column.type]}" for column in COLUMNS)
-        keys = ", ".join(f"{key} VARCHAR" for key in PARTITION_KEYS)
-        self._connection.execute(f"CREATE TABLE {LAKE_TABLE} ({columns}, {keys})")
         if not files:
+            columns = ", ".join(f"{column.name} {_DUCKDB_TYPES[column.type]}" for column in COLUMNS)
+            keys = ", ".join(f"{key} VARCHAR" for key in PARTITION_KEYS)
+            self._connection.execute(f"CREATE TABLE {LAKE_TABLE} ({columns}, {keys})")
             return
         select = ", ".join(
             f"CAST({column.name} AS {_DUCKDB_TYPES[column.type]}) AS {column.name}" for column in COLUMNS
         )
+        # A view, not a copy: DuckDB reads only the columns and partitions a query needs.
         # Partition keys are strings in Glue; DuckDB would otherwise guess integers ('02' -> 2).
         hive_types = "{" + ", ".join(f"'{key}': 'VARCHAR'" for key in PARTITION_KEYS) + "}"
-        partitions = ", ".join(PARTITION_KEYS)
-        source = f"read_parquet(?, hive_partitioning = true, hive_types = {hive_types})"
-        insert = f"INSERT INTO {LAKE_TABLE} SELECT {select}, {partitions} FROM {source}"  # noqa: S608
+        paths = "[" + ", ".join(_sql_string(str(path)) for path in files) + "]"
+        source = f"read_parquet({paths}, hive_partitioning = true, hive_types = {hive_types})"
+        view = f"CREATE VIEW {LAKE_TABLE} AS SELECT {select}, {', '.join(PARTITION_KEYS)} FROM {source}"  # noqa: S608
         try:
-            self._connection.execute(insert, [[str(path) for path in files]])
+            self._connection.execute(view)
+            # Reading the schemas now reports a foreign object here rather than in the first query.
+            self._connection.execute(f"SELECT * FROM {LAKE_TABLE} LIMIT 0")  # noqa: S608
         except duckdb.Error as error:
             raise LakeError(f"cannot read the lake's Parquet under {self.path}: {error}") from None
 
@@ -160,6 +165,10 @@ class LocalLake:
             self._connection.execute(insert, [[str(path) for path in manifests]])
         except duckdb.Error as error:
             raise LakeError(f"cannot read the settled manifests under {settled}: {error}") from None
+
+
+def _sql_string(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 # --- S3 lakes --------------------------------------------------------------------------------------
