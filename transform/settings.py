@@ -121,7 +121,7 @@ def _timezone(name: str | None) -> tzinfo | None:
         return None
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a tzdata directory, e.g. "America"
         raise SettingsError(f"BILLING_TIMEZONE must be an IANA time zone name, got {name!r}") from None
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import zoneinfo
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -131,3 +132,19 @@ def test_the_template_defaults_are_valid_settings(function: str) -> None:
     expected = OutputFormat.CSV if function == "TransformCsvFunction" else OutputFormat.JSON
     assert settings.output_format is expected
     assert settings.csv_columns == DEFAULT_CSV_COLUMNS
+
+
+@pytest.mark.parametrize("name", ["America", "America/", "Etc", "Mars/Olympus_Mons"])
+def test_bad_time_zone_fails_naming_the_variable_with_the_tzdata_package_only(name: str) -> None:
+    # GIVEN no system zoneinfo (as on Lambda: zones come from the tzdata package)
+    zoneinfo.reset_tzpath(to=[])
+    zoneinfo.ZoneInfo.clear_cache()
+    try:
+        # WHEN a zone name that is a tzdata directory or nothing is configured
+        with pytest.raises(SettingsError) as raised:
+            TransformSettings.from_environ({"BILLING_TIMEZONE": name})
+    finally:
+        zoneinfo.reset_tzpath()
+        zoneinfo.ZoneInfo.clear_cache()
+    # THEN the cold start fails naming the variable
+    assert str(raised.value).startswith("BILLING_TIMEZONE")
