@@ -27,11 +27,9 @@ unsettled_days AS (
         CAST(NULL AS bigint) AS settled_rows,
         count(*) AS lake_rows
     FROM latest_billing_rows AS l
-    WHERE NOT EXISTS (
-        SELECT 1
-        FROM settled AS s
-        WHERE l.initiation_timestamp >= s.window_start AND l.initiation_timestamp < s.window_end
-    )
+    LEFT JOIN settled AS s
+        ON l.initiation_timestamp >= s.window_start AND l.initiation_timestamp < s.window_end
+    WHERE s.settled_date IS NULL
     GROUP BY l.year, l.month, l.day
 )
 SELECT
