@@ -1,5 +1,5 @@
 """Firehose record-transformation Lambda: Amazon Connect CTR -> billing row (CSV line or JSON row).
 
-The core (``columns``, ``timestamps``, ``settings``, ``rules``, ``rows``, ``batch``) imports no AWS SDK;
+The core (``columns``, ``timestamps``, ``settings``, ``decoding``, ``rules``, ``rows``, ``batch``) imports no AWS SDK;
 ``handler`` is the thin Lambda shell around it.
 """
