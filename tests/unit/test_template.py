@@ -17,6 +17,7 @@ from lookup.directory import AGENT_ID_ATTRIBUTE, EXTENSION_ATTRIBUTE, EXTENSION_
 from lookup.settings import LookupSettings
 from transform.columns import COLUMNS, LAKE_TABLE, PARTITION_KEYS
 from transform.ledger import KEY_ATTRIBUTE, TTL_ATTRIBUTE
+from transform.rules import Outcome
 from transform.settings import OutputFormat, TransformSettings
 
 Template = dict[str, Any]
@@ -632,3 +633,28 @@ def test_voicemail_processor_is_repointed_at_this_stream_only_when_named(cfn_tem
     assert policy["Condition"] == "HasVoicemailProcessorRole"
     resources = {str(s["Resource"]) for s in policy["Properties"]["PolicyDocument"]["Statement"]}
     assert resources == {str({"Fn::GetAtt": ["ContactTraceRecordsStream", "Arn"]}), str(KEY_ARN)}
+
+
+# ---- alarms ------------------------------------------------------------------------------------------
+
+
+def test_failed_records_alarm_watches_the_metrics_the_csv_transform_emits(cfn_template: Template) -> None:
+    # GIVEN the alarm on records the transform marks ProcessingFailed
+    alarm = resource_properties(cfn_template, "FailedRecordsAlarm")
+    stats = [query["MetricStat"]["Metric"] for query in alarm["Metrics"] if "MetricStat" in query]
+    service = lambda_environment(cfn_template, "TransformCsvFunction")["POWERTOOLS_SERVICE_NAME"]
+    namespace = lambda_environment(cfn_template, "TransformCsvFunction")["POWERTOOLS_METRICS_NAMESPACE"]
+
+    # THEN it sums the outcome metrics that mean ProcessingFailed, in the namespace and service the
+    # function publishes under
+    assert {metric["MetricName"] for metric in stats} == {Outcome.MALFORMED.value, Outcome.INVALID.value}
+    for metric in stats:
+        assert metric["Namespace"] == namespace
+        assert metric["Dimensions"] == [{"Name": "service", "Value": service}]
+
+
+def test_every_alarm_notifies_the_encrypted_topic(cfn_template: Template) -> None:
+    alarms = list(resources_of_type(cfn_template, "AWS::CloudWatch::Alarm"))
+    assert len(alarms) >= 9
+    for logical_id, alarm in alarms:
+        assert {"Ref": "AlarmTopic"} in alarm["Properties"]["AlarmActions"], logical_id
