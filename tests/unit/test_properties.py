@@ -8,16 +8,21 @@ import csv
 import importlib.util
 import io
 import json
+import math
 from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from tests.unit import ctr_factory as ctrs
+from transform.batch import parse_document
 from transform.columns import COLUMN_NAMES
+from transform.rows import CsvEncoder, json_row, partition_keys
+from transform.rules import BillableContact, classify
+from transform.settings import TransformSettings
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
 
@@ -147,3 +152,35 @@ def test_never_raises_and_answers_each_record_once(handler: ModuleType, data: li
             assert tuple(row) == COLUMN_NAMES
             keys = answer["metadata"]["partitionKeys"]
             assert [len(keys["year"]), len(keys["month"]), len(keys["day"])] == [4, 2, 2]
+
+
+_ALL_COLUMNS = TransformSettings.from_environ({"CSV_COLUMNS": ",".join(COLUMN_NAMES)})
+_ENCODER = CsvEncoder(COLUMN_NAMES, None)
+
+
+def _outcome(ctr: dict[str, Any]) -> Any:
+    classification = classify(ctr, _ALL_COLUMNS)
+    if isinstance(classification, BillableContact):
+        return _ENCODER.line(classification), json_row(classification), partition_keys(classification)
+    return classification
+
+
+@settings(max_examples=200, deadline=None)
+@given(ctr=mutated_ctrs())
+def test_decoding_only_the_billing_fields_bills_like_the_whole_document(ctr: dict[str, Any]) -> None:
+    # GIVEN any CTR-like JSON document (finite numbers: the strict decoder refuses NaN and Infinity)
+    text = json.dumps(ctr)
+    assume(not _has_non_finite_number(ctr))
+    # WHEN classified and encoded from msgspec's billing fields and from json.loads of everything
+    # THEN the outcome and every byte of the rows are the same
+    assert _outcome(parse_document(text)) == _outcome(json.loads(text))
+
+
+def _has_non_finite_number(value: object) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(_has_non_finite_number(item) for item in value.values())
+    if isinstance(value, list):
+        return any(_has_non_finite_number(item) for item in value)
+    return False
