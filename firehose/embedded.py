@@ -1,0 +1,729 @@
+"""Embedded AWS: a moto server on 127.0.0.1 at a free port, reached only over HTTP with boto3.
+
+moto's CloudFormation skips resource types it does not model. The ``CloudFormationModel`` subclasses
+below teach it the types ``cloudformation/template.yaml`` uses beyond moto's own (Firehose delivery
+streams, Glue databases and tables, Athena work groups and named queries, S3 bucket policies); each
+creates the resource in moto's own backend, so the APIs describe exactly what the template declared.
+Written against moto 5.2.5 (pinned in pyproject.toml): moto builds its model map from
+``CloudFormationModel.__subclasses__()`` behind an ``lru_cache``, which is cleared after registration.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import urllib.request
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.config import Config
+from moto.athena.models import athena_backends
+from moto.cloudformation import parsing as cfn_parsing
+from moto.core.common_models import CloudFormationModel
+from moto.firehose.models import firehose_backends
+from moto.glue.models import glue_backends
+from moto.kinesis.models import Record, Shard
+from moto.s3.models import FakeBucket, s3_backends
+from moto.server import ThreadedMotoServer
+
+if TYPE_CHECKING:
+    from mypy_boto3_cloudformation import CloudFormationClient
+
+REGION = "us-east-1"
+ACCOUNT_ID = "123456789012"  # moto's default account
+# moto accepts any credentials; these are never real ones.
+CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+TEMPLATE_PATH = Path(__file__).resolve().parent.parent / "cloudformation" / "template.yaml"
+DEFAULT_STACK_NAME = "ctr-billing"
+
+
+# --- CloudFormation models for the types moto skips ------------------------------------------------
+
+
+def _without_no_value(value: Any) -> Any:
+    """moto resolves ``AWS::NoValue`` to None and keeps it in lists; CloudFormation removes it."""
+    if isinstance(value, dict):
+        return {key: _without_no_value(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [_without_no_value(item) for item in value if item is not None]
+    return value
+
+
+def _properties(cloudformation_json: Mapping[str, Any]) -> dict[str, Any]:
+    return dict(_without_no_value(cloudformation_json.get("Properties") or {}))
+
+
+def _stringify_parameters(config: Any) -> Any:
+    """Firehose ProcessorParameter values are strings in the API; YAML may give numbers."""
+    if isinstance(config, dict):
+        if set(config) == {"ParameterName", "ParameterValue"}:
+            return {"ParameterName": config["ParameterName"], "ParameterValue": str(config["ParameterValue"])}
+        return {key: _stringify_parameters(value) for key, value in config.items()}
+    if isinstance(config, list):
+        return [_stringify_parameters(item) for item in config]
+    return config
+
+
+class FirehoseDeliveryStreamModel(CloudFormationModel):
+    """``AWS::KinesisFirehose::DeliveryStream``: created in moto's Firehose backend (Ref = name)."""
+
+    def __init__(self, name: str, arn: str) -> None:
+        self.name = name
+        self.arn = arn
+
+    @staticmethod
+    def cloudformation_name_type() -> str:
+        return "DeliveryStreamName"
+
+    @staticmethod
+    def cloudformation_type() -> str:
+        return "AWS::KinesisFirehose::DeliveryStream"
+
+    @classmethod
+    def has_cfn_attr(cls, attr: str) -> bool:
+        return attr == "Arn"
+
+    @property
+    def physical_resource_id(self) -> str:
+        return self.name
+
+    def get_cfn_attribute(self, attribute_name: str) -> str:
+        if attribute_name == "Arn":
+            return self.arn
+        raise NotImplementedError(f"{attribute_name} is not an attribute of a delivery stream")
+
+    @classmethod
+    def create_from_cloudformation_json(
+        cls,
+        resource_name: str,
+        cloudformation_json: dict[str, Any],
+        account_id: str,
+        region_name: str,
+        **kwargs: Any,
+    ) -> FirehoseDeliveryStreamModel:
+        properties = _stringify_parameters(_properties(cloudformation_json))
+        name = properties.get("DeliveryStreamName") or resource_name[:64]
+        backend = firehose_backends[account_id][region_name]
+        arn = backend.create_delivery_stream(
+            region=region_name,
+            delivery_stream_name=name,
+            delivery_stream_type=properties.get("DeliveryStreamType", "DirectPut"),
+            kinesis_stream_source_configuration=properties.get("KinesisStreamSourceConfiguration"),
+            delivery_stream_encryption_configuration_input=properties.get(
+                "DeliveryStreamEncryptionConfigurationInput"
+            ),
+            s3_destination_configuration=properties.get("S3DestinationConfiguration"),
+            extended_s3_destination_configuration=properties.get("ExtendedS3DestinationConfiguration"),
+            redshift_destination_configuration=properties.get("RedshiftDestinationConfiguration"),
+            elasticsearch_destination_configuration=properties.get("ElasticsearchDestinationConfiguration"),
+            splunk_destination_configuration=properties.get("SplunkDestinationConfiguration"),
+            http_endpoint_destination_configuration=properties.get("HttpEndpointDestinationConfiguration"),
+            snowflake_destination_configuration=properties.get("SnowflakeDestinationConfiguration"),
+            iceberg_destination_configuration=properties.get("IcebergDestinationConfiguration"),
+            tags=properties.get("Tags") or [],
+        )
+        return cls(name, arn)
+
+    @classmethod
+    def update_from_cloudformation_json(
+        cls,
+        original_resource: Any,
+        new_resource_name: str,
+        cloudformation_json: dict[str, Any],
+        account_id: str,
+        region_name: str,
+    ) -> FirehoseDeliveryStreamModel:
+        cls.delete_from_cloudformation_json(
+            original_resource.name, cloudformation_json, account_id, region_name
+        )
+        return cls.create_from_cloudformation_json(
+            new_resource_name, cloudformation_json, account_id, region_name
+        )
+
+    @classmethod
+    def delete_from_cloudformation_json(
+        cls, resource_name: str, cloudformation_json: dict[str, Any], account_id: str, region_name: str
+    ) -> None:
+        backend = firehose_backends[account_id][region_name]
+        if resource_name in backend.delivery_streams:
+            backend.delete_delivery_stream(resource_name)
+
+    def is_created(self) -> bool:
+        return True
+
+
+class GlueDatabaseModel(CloudFormationModel):
+    """``AWS::Glue::Database`` (Ref = database name)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @staticmethod
+    def cloudformation_name_type() -> str:
+        return ""
+
+    @staticmethod
+    def cloudformation_type() -> str:
+        return "AWS::Glue::Database"
+
+    @classmethod
+    def has_cfn_attr(cls, attr: str) -> bool:
+        return False
+
+    @property
+    def physical_resource_id(self) -> str:
+        return self.name
+
+    @classmethod
+    def create_from_cloudformation_json(
+        cls,
+        resource_name: str,
+        cloudformation_json: dict[str, Any],
+        account_id: str,
+        region_name: str,
+        **kwargs: Any,
+    ) -> GlueDatabaseModel:
+        database_input = dict(_properties(cloudformation_json).get("DatabaseInput") or {})
+        name = database_input.get("Name") or resource_name.lower().replace("-", "_")
+        database_input["Name"] = name
+        glue_backends[account_id][region_name].create_database(name, database_input)
+        return cls(name)
+
+    @classmethod
+    def update_from_cloudformation_json(
+        cls,
+        original_resource: Any,
+        new_resource_name: str,
+        cloudformation_json: dict[str, Any],
+        account_id: str,
+        region_name: str,
+    ) -> GlueDatabaseModel:
+        database_input = dict(_properties(cloudformation_json).get("DatabaseInput") or {})
+        database_input.setdefault("Name", original_resource.name)
+        glue_backends[account_id][region_name].update_database(original_resource.name, database_input)
+        return original_resource  # type: ignore[no-any-return]
+
+    @classmethod
+    def delete_from_cloudformation_json(
+        cls, resource_name: str, cloudformation_json: dict[str, Any], account_id: str, region_name: str
+    ) -> None:
+        backend = glue_backends[account_id][region_name]
+        if resource_name in backend.databases:
+            backend.delete_database(resource_name)
+
+    def is_created(self) -> bool:
+        return True
+
+
+class GlueTableModel(CloudFormationModel):
+    """``AWS::Glue::Table`` (Ref = table name)."""
+
+    def __init__(self, database_name: str, name: str) -> None:
+        self.database_name = database_name
+        self.name = name
+
+    @staticmethod
+    def cloudformation_name_type() -> str:
+        return ""
+
+    @staticmethod
+    def cloudformation_type() -> str:
+        return "AWS::Glue::Table"
+
+    @classmethod
+    def has_cfn_attr(cls, attr: str) -> bool:
+        return False
+
+    @property
+    def physical_resource_id(self) -> str:
+        return self.name
+
+    @classmethod
+    def create_from_cloudformation_json(
+        cls,
+        resource_name: str,
+        cloudformation_json: dict[str, Any],
+        account_id: str,
+        region_name: str,
+        **kwargs: Any,
+    ) -> GlueTableModel:
+        properties = _properties(cloudformation_json)
+        table_input = dict(properties.get("TableInput") or {})
+        name = table_input.get("Name") or resource_name.lower().replace("-", "_")
+        table_input["Name"] = name
+        database = properties["DatabaseName"]
+        glue_backends[account_id][region_name].create_table(database, name, table_input)
+        return cls(database, name)
+
+    @classmethod
+    def update_from_cloudformation_json(
+        cls,
+        original_resource: Any,
+        new_resource_name: str,
+        cloudformation_json: dict[str, Any],
+        account_id: str,
+        region_name: str,
+    ) -> GlueTableModel:
+        properties = _properties(cloudformation_json)
+        table_input = dict(properties.get("TableInput") or {})
+        table_input.setdefault("Name", original_resource.name)
+        backend = glue_backends[account_id][region_name]
+        backend.get_table(original_resource.database_name, original_resource.name).update(table_input)
+        return original_resource  # type: ignore[no-any-return]
+
+    @classmethod
+    def delete_from_cloudformation_json(
+        cls, resource_name: str, cloudformation_json: dict[str, Any], account_id: str, region_name: str
+    ) -> None:
+        database = _properties(cloudformation_json).get("DatabaseName")
+        backend = glue_backends[account_id][region_name]
+        if database in backend.databases and resource_name in backend.databases[database].tables:
+            backend.delete_table(database, resource_name)
+
+    def is_created(self) -> bool:
+        return True
+
+
+class AthenaWorkGroupModel(CloudFormationModel):
+    """``AWS::Athena::WorkGroup`` (Ref = name). CloudFormation's ``WorkGroupConfiguration`` is the API's
+    ``Configuration``."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @staticmethod
+    def cloudformation_name_type() -> str:
+        return "Name"
+
+    @staticmethod
+    def cloudformation_type() -> str:
+        return "AWS::Athena::WorkGroup"
+
+    @classmethod
+    def has_cfn_attr(cls, attr: str) -> bool:
+        return False
+
+    @property
+    def physical_resource_id(self) -> str:
+        return self.name
+
+    @classmethod
+    def create_from_cloudformation_json(
+        cls,
+        resource_name: str,
+        cloudformation_json: dict[str, Any],
+        account_id: str,
+        region_name: str,
+        **kwargs: Any,
+    ) -> AthenaWorkGroupModel:
+        properties = _properties(cloudformation_json)
+        name = properties.get("Name") or resource_name
+        athena_backends[account_id][region_name].create_work_group(
+            name=name,
+            configuration=dict(properties.get("WorkGroupConfiguration") or {}),
+            description=properties.get("Description", ""),
+            tags=properties.get("Tags") or [],
+        )
+        return cls(name)
+
+    @classmethod
+    def update_from_cloudformation_json(
+        cls,
+        original_resource: Any,
+        new_resource_name: str,
+        cloudformation_json: dict[str, Any],
+        account_id: str,
+        region_name: str,
+    ) -> AthenaWorkGroupModel:
+        return original_resource  # type: ignore[no-any-return]
+
+    @classmethod
+    def delete_from_cloudformation_json(
+        cls, resource_name: str, cloudformation_json: dict[str, Any], account_id: str, region_name: str
+    ) -> None:
+        athena_backends[account_id][region_name].work_groups.pop(resource_name, None)
+
+    def is_created(self) -> bool:
+        return True
+
+
+class AthenaNamedQueryModel(CloudFormationModel):
+    """``AWS::Athena::NamedQuery`` (Ref = the named query's id)."""
+
+    def __init__(self, query_id: str) -> None:
+        self.query_id = query_id
+
+    @staticmethod
+    def cloudformation_name_type() -> str:
+        return "Name"
+
+    @staticmethod
+    def cloudformation_type() -> str:
+        return "AWS::Athena::NamedQuery"
+
+    @classmethod
+    def has_cfn_attr(cls, attr: str) -> bool:
+        return attr == "NamedQueryId"
+
+    @property
+    def physical_resource_id(self) -> str:
+        return self.query_id
+
+    def get_cfn_attribute(self, attribute_name: str) -> str:
+        if attribute_name == "NamedQueryId":
+            return self.query_id
+        raise NotImplementedError(f"{attribute_name} is not an attribute of a named query")
+
+    @classmethod
+    def create_from_cloudformation_json(
+        cls,
+        resource_name: str,
+        cloudformation_json: dict[str, Any],
+        account_id: str,
+        region_name: str,
+        **kwargs: Any,
+    ) -> AthenaNamedQueryModel:
+        properties = _properties(cloudformation_json)
+        query_id = athena_backends[account_id][region_name].create_named_query(
+            name=properties.get("Name") or resource_name,
+            description=properties.get("Description", ""),
+            database=properties["Database"],
+            query_string=properties["QueryString"],
+            workgroup=properties.get("WorkGroup", "primary"),
+        )
+        return cls(query_id)
+
+    @classmethod
+    def update_from_cloudformation_json(
+        cls,
+        original_resource: Any,
+        new_resource_name: str,
+        cloudformation_json: dict[str, Any],
+        account_id: str,
+        region_name: str,
+    ) -> AthenaNamedQueryModel:
+        return original_resource  # type: ignore[no-any-return]
+
+    @classmethod
+    def delete_from_cloudformation_json(
+        cls, resource_name: str, cloudformation_json: dict[str, Any], account_id: str, region_name: str
+    ) -> None:
+        athena_backends[account_id][region_name].named_queries.pop(resource_name, None)
+
+    def is_created(self) -> bool:
+        return True
+
+
+class S3BucketPolicyModel(CloudFormationModel):
+    """``AWS::S3::BucketPolicy``: stored on the bucket (moto ignores policy conditions when enforcing)."""
+
+    def __init__(self, bucket: str) -> None:
+        self.bucket = bucket
+
+    @staticmethod
+    def cloudformation_name_type() -> str:
+        return ""
+
+    @staticmethod
+    def cloudformation_type() -> str:
+        return "AWS::S3::BucketPolicy"
+
+    @classmethod
+    def has_cfn_attr(cls, attr: str) -> bool:
+        return False
+
+    @property
+    def physical_resource_id(self) -> str:
+        return self.bucket
+
+    @classmethod
+    def create_from_cloudformation_json(
+        cls,
+        resource_name: str,
+        cloudformation_json: dict[str, Any],
+        account_id: str,
+        region_name: str,
+        **kwargs: Any,
+    ) -> S3BucketPolicyModel:
+        properties = _properties(cloudformation_json)
+        bucket = properties["Bucket"]
+        document = properties["PolicyDocument"]
+        policy = document if isinstance(document, str) else json.dumps(document)
+        s3_backends[account_id]["global"].put_bucket_policy(bucket, policy.encode())
+        return cls(bucket)
+
+    @classmethod
+    def update_from_cloudformation_json(
+        cls,
+        original_resource: Any,
+        new_resource_name: str,
+        cloudformation_json: dict[str, Any],
+        account_id: str,
+        region_name: str,
+    ) -> S3BucketPolicyModel:
+        return cls.create_from_cloudformation_json(
+            new_resource_name, cloudformation_json, account_id, region_name
+        )
+
+    @classmethod
+    def delete_from_cloudformation_json(
+        cls, resource_name: str, cloudformation_json: dict[str, Any], account_id: str, region_name: str
+    ) -> None:
+        bucket = _properties(cloudformation_json).get("Bucket")
+        backend = s3_backends[account_id]["global"]
+        if bucket in backend.buckets:
+            backend.delete_bucket_policy(bucket)
+
+    def is_created(self) -> bool:
+        return True
+
+
+MODELS: tuple[type[CloudFormationModel], ...] = (
+    FirehoseDeliveryStreamModel,
+    GlueDatabaseModel,
+    GlueTableModel,
+    AthenaWorkGroupModel,
+    AthenaNamedQueryModel,
+    S3BucketPolicyModel,
+)
+
+
+def register_models() -> None:
+    """Make moto's CloudFormation see ``MODELS`` (its model map is cached on first use)."""
+    cfn_parsing.get_model_list.cache_clear()
+    cfn_parsing.get_model_map.cache_clear()
+    cfn_parsing.get_name_type_map.cache_clear()
+    missing = [model.cloudformation_type() for model in MODELS if model not in cfn_parsing.get_model_list()]
+    if missing:  # pragma: no cover - only if moto changes how it finds models
+        raise RuntimeError(f"moto did not pick up the CloudFormation models for {', '.join(missing)}")
+
+
+# --- Kinesis shard reads in O(batch) ---------------------------------------------------------------
+# moto 5.2.5 finds a shard's last sequence number by listing every record (so each put costs O(records
+# in shard)) and serves GetRecords by scanning the shard from its first record. Sequence numbers in a
+# moto shard are consecutive integers, so both are answered by index instead. Same results, same
+# iterator format; this also makes reads safe while another server thread appends to the shard.
+
+
+def _max_sequence_number(self: Shard) -> int:
+    return next(reversed(self.records)) if self.records else 0
+
+
+def _min_sequence_number(self: Shard) -> int:
+    return next(iter(self.records)) if self.records else 0
+
+
+def _get_records(self: Shard, last_sequence_id: str, limit: int | None) -> tuple[list[Record], int, int]:
+    last = int(last_sequence_id)
+    if not self.records:
+        return [], last, 0
+    newest_number = next(reversed(self.records))
+    first = max(last + 1, next(iter(self.records)))
+    final = newest_number if limit is None else min(newest_number, first + limit - 1)
+    results = [record for number in range(first, final + 1) if (record := self.records.get(number))]
+    if not results:
+        return [], last, 0
+    newest = self.records.get(newest_number, results[-1])
+    behind = int((newest.created_at - results[-1].created_at) * 1000)
+    return results, results[-1].sequence_number, behind
+
+
+# --- bucket policies: moto 5.2.5 enforces a bucket policy's Principal "*" statements but ignores their
+# conditions, so the template's "deny unless aws:SecureTransport" would deny every request. Statements
+# with a Condition are left out of local enforcement (GetBucketPolicy still returns the whole policy);
+# unconditional statements are enforced as moto does.
+
+
+def _bucket_permission(self: FakeBucket, action: str, resource: str) -> Any:
+    from moto.iam.access_control import IAMPolicy, PermissionResult
+
+    if self.policy is None:
+        return PermissionResult.NEUTRAL
+    document = json.loads(self.policy)
+    statements = document.get("Statement", [])
+    if isinstance(statements, dict):
+        statements = [statements]
+    enforced = [s for s in statements if isinstance(s, dict) and not s.get("Condition")]
+    if not enforced:
+        return PermissionResult.NEUTRAL
+    return IAMPolicy(json.dumps({**document, "Statement": enforced})).is_action_permitted(action, resource)
+
+
+FakeBucket.get_permission = _bucket_permission  # type: ignore[method-assign]
+Shard.get_max_sequence_number = _max_sequence_number  # type: ignore[method-assign]
+Shard.get_min_sequence_number = _min_sequence_number  # type: ignore[method-assign]
+Shard.get_records = _get_records  # type: ignore[method-assign]
+
+register_models()
+
+
+# --- the server ------------------------------------------------------------------------------------
+
+
+class EmbeddedAws:
+    """A moto server on 127.0.0.1 at a free port. moto's backends are process-wide, so the server is
+    reset when it starts: one embedded AWS per process at a time."""
+
+    def __init__(self, region: str = REGION) -> None:
+        self.region = region
+        self._server: ThreadedMotoServer | None = None
+        self.endpoint = ""
+
+    def start(self) -> EmbeddedAws:
+        # werkzeug logs one line per request: noise, and request paths carry object keys.
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        # moto warns for every resource type it skips; deploy_stack reports them instead.
+        logging.getLogger("moto").setLevel(logging.ERROR)
+        warnings.filterwarnings("ignore", message="Tried to parse", category=UserWarning)
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        server.start()
+        host, port = server.get_host_and_port()
+        self._server = server
+        self.endpoint = f"http://{host}:{port}"
+        request = urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")  # noqa: S310
+        with urllib.request.urlopen(request, timeout=10):  # noqa: S310 - our own server on 127.0.0.1
+            pass
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+    def __enter__(self) -> EmbeddedAws:
+        return self.start() if self._server is None else self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def environment(self) -> dict[str, str]:
+        """What points the AWS CLI, boto3 or a Lambda's own clients at this embedded AWS."""
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ACCESS_KEY_ID": CREDENTIALS["aws_access_key_id"],
+            "AWS_SECRET_ACCESS_KEY": CREDENTIALS["aws_secret_access_key"],
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_REGION": self.region,
+        }
+
+    def client(self, service: str, *, max_attempts: int = 3) -> Any:
+        return boto3.session.Session().client(
+            service,  # type: ignore[call-overload]
+            endpoint_url=self.endpoint,
+            region_name=self.region,
+            config=Config(retries={"max_attempts": max_attempts, "mode": "standard"}),
+            **CREDENTIALS,
+        )
+
+
+# --- deploying the stack ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DeployedStack:
+    name: str
+    outputs: dict[str, str]
+    # logical id -> physical id, for every resource the stack created
+    resources: dict[str, str] = field(default_factory=dict)
+    parameters: dict[str, str] = field(default_factory=dict)
+    # resource types of the template that moto (with MODELS) does not create locally
+    skipped_types: tuple[str, ...] = ()
+
+
+class StackDeployError(RuntimeError):
+    pass
+
+
+def deploy_stack(
+    aws: EmbeddedAws,
+    lambda_zip: Path,
+    *,
+    template_path: Path = TEMPLATE_PATH,
+    stack_name: str = DEFAULT_STACK_NAME,
+    parameters: Mapping[str, str] | None = None,
+    code_bucket: str = "ctr-billing-lambda-code",
+    timeout_seconds: float = 120.0,
+) -> DeployedStack:
+    """Upload the Lambda zip into the embedded S3 and create the stack from the template through the
+    CloudFormation API (``LambdaCodeBucket`` / ``LambdaCodeKey`` point at the upload)."""
+    s3 = aws.client("s3")
+    s3.create_bucket(Bucket=code_bucket)
+    code_key = f"lambda/{lambda_zip.name}"
+    s3.upload_file(str(lambda_zip), code_bucket, code_key)
+    values = {"LambdaCodeBucket": code_bucket, "LambdaCodeKey": code_key, **(parameters or {})}
+    cloudformation: CloudFormationClient = aws.client("cloudformation")
+    cloudformation.create_stack(
+        StackName=stack_name,
+        TemplateBody=template_path.read_text(encoding="utf-8"),
+        Parameters=[{"ParameterKey": key, "ParameterValue": value} for key, value in values.items()],
+        Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"],
+    )
+    deadline = time.monotonic() + timeout_seconds
+    while True:
+        stack = cloudformation.describe_stacks(StackName=stack_name)["Stacks"][0]
+        status = stack["StackStatus"]
+        if status == "CREATE_COMPLETE":
+            break
+        if not status.endswith("IN_PROGRESS") or time.monotonic() > deadline:
+            reason = stack.get("StackStatusReason", "")
+            raise StackDeployError(f"stack {stack_name} ended in {status} {reason}".strip())
+        time.sleep(0.2)
+    outputs = {output["OutputKey"]: output["OutputValue"] for output in stack.get("Outputs", [])}
+    paginator = cloudformation.get_paginator("list_stack_resources")
+    resources = {
+        summary["LogicalResourceId"]: summary.get("PhysicalResourceId", "")
+        for page in paginator.paginate(StackName=stack_name)
+        for summary in page["StackResourceSummaries"]
+    }
+    parameter_values = {
+        parameter["ParameterKey"]: parameter.get("ParameterValue", "")
+        for parameter in stack.get("Parameters", [])
+    }
+    return DeployedStack(stack_name, outputs, resources, parameter_values, skipped_types(template_path))
+
+
+def skipped_types(template_path: Path = TEMPLATE_PATH) -> tuple[str, ...]:
+    """Resource types of the template that the embedded CloudFormation skips (no model)."""
+    from firehose.template import load_template
+
+    declared = {resource["Type"] for resource in load_template(template_path)["Resources"].values()}
+    modelled = set(cfn_parsing.get_model_map())
+    return tuple(
+        sorted(kind for kind in declared if kind not in modelled and not kind.startswith("Custom::"))
+    )
+
+
+def lambda_zip(output_dir: Path) -> Path:
+    """The Lambda deployment zip: ``firehose.packaging.build_lambda_zip`` when the packaging module is
+    present, else the Lambda sources (``transform/``, ``lookup/``) zipped as they are."""
+    try:
+        from firehose.packaging import build_lambda_zip  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        return _zip_sources(output_dir)
+    path: Path = build_lambda_zip(output_dir)
+    return path
+
+
+def _zip_sources(output_dir: Path) -> Path:
+    import zipfile
+
+    root = Path(__file__).resolve().parent.parent
+    output_dir.mkdir(parents=True, exist_ok=True)
+    path = output_dir / "ctr-billing-lambda.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for package in ("transform", "lookup"):
+            for source in sorted((root / package).rglob("*.py")):
+                archive.write(source, source.relative_to(root).as_posix())
+    return path

@@ -1,0 +1,274 @@
+"""Record processing as Firehose does it: the transformation event, response validation, retries,
+the processors a delivery stream declares, and ``processing-failed`` error documents."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from firehose.runtime.config import MB, DeliveryStreamConfig, delimiter
+from firehose.runtime.lambda_invoker import InvocationError, LocalLambda
+from firehose.runtime.source import SourceRecord
+
+RESULTS = frozenset({"Ok", "Dropped", "ProcessingFailed"})
+# The request holds base64 data plus framing; stay under Lambda's 6 MB synchronous payload limit.
+MAX_EVENT_DATA_BYTES = 4 * MB
+
+
+@dataclass(slots=True)
+class Output:
+    """A record on its way to S3: its data after processing and the source record it came from."""
+
+    source: SourceRecord
+    data: bytes
+    partition_keys: Mapping[str, str] | None = None
+
+
+@dataclass(slots=True)
+class ErrorDocument:
+    source: SourceRecord
+    output_type: str  # processing-failed, format-conversion-failed, ...
+    document: dict[str, Any]
+
+    def line(self) -> bytes:
+        return (json.dumps(self.document, separators=(",", ":")) + "\n").encode()
+
+
+@dataclass(slots=True)
+class ProcessedBatch:
+    outputs: list[Output] = field(default_factory=list)
+    dropped: list[SourceRecord] = field(default_factory=list)
+    errors: list[ErrorDocument] = field(default_factory=list)
+    invocations: int = 0
+    failed_invocations: int = 0
+
+
+def record_id(record: SourceRecord) -> str:
+    """Unique per record of a stream: the shard's number then the sequence number."""
+    return f"{record.shard_id.rsplit('-', 1)[-1]}{record.sequence_number}"
+
+
+def build_event(config: DeliveryStreamConfig, region: str, records: Sequence[SourceRecord]) -> dict[str, Any]:
+    return {
+        "invocationId": str(uuid.uuid4()),
+        "deliveryStreamArn": config.arn,
+        "sourceKinesisStreamArn": config.source_stream_arn,
+        "region": region,
+        "records": [
+            {
+                "recordId": record_id(record),
+                "approximateArrivalTimestamp": record.arrival_ms,
+                "data": base64.b64encode(record.data).decode("ascii"),
+                "kinesisRecordMetadata": {
+                    "shardId": record.shard_id,
+                    "partitionKey": record.partition_key,
+                    "approximateArrivalTimestamp": record.arrival_ms,
+                    "sequenceNumber": record.sequence_number,
+                    "subsequenceNumber": 0,
+                },
+            }
+            for record in records
+        ],
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    result: str
+    data: bytes
+    partition_keys: Mapping[str, str] | None
+
+
+def validate_response(response: Any, expected: Sequence[str]) -> dict[str, Answer]:
+    """Every requested recordId exactly once with a known result and base64 data, else
+    ``InvocationError`` with Firehose's error code (the whole invocation counts as failed)."""
+    if not isinstance(response, Mapping) or not isinstance(response.get("records"), list):
+        raise InvocationError("Lambda.JsonProcessingException", "the response has no records list")
+    wanted = set(expected)
+    answers: dict[str, Answer] = {}
+    for item in response["records"]:
+        if not isinstance(item, Mapping) or not isinstance(item.get("recordId"), str):
+            raise InvocationError("Lambda.JsonProcessingException", "a returned record has no recordId")
+        identifier = item["recordId"]
+        if identifier in answers:
+            raise InvocationError(
+                "Lambda.DuplicatedRecordId", "multiple records were returned with the same record ID"
+            )
+        if identifier not in wanted:
+            raise InvocationError("Lambda.MissingRecordId", "a returned record ID was not in the request")
+        result = item.get("result")
+        if result not in RESULTS:
+            raise InvocationError(
+                "Lambda.JsonProcessingException",
+                "a returned record's result is not Ok, Dropped or ProcessingFailed",
+            )
+        data = item.get("data", "")
+        if result == "Ok" or data:
+            if not isinstance(data, str):
+                raise InvocationError(
+                    "Lambda.JsonProcessingException", "a returned record's data is not a string"
+                )
+            try:
+                decoded = base64.b64decode(data, validate=True)
+            except (binascii.Error, ValueError):
+                raise InvocationError(
+                    "Lambda.JsonProcessingException", "a returned record's data is not base64"
+                ) from None
+        else:
+            decoded = b""
+        keys = _partition_keys(item.get("metadata"))
+        answers[identifier] = Answer(result, decoded, keys)
+    if len(answers) != len(wanted):
+        raise InvocationError("Lambda.MissingRecordId", "one or more record IDs were not returned")
+    return answers
+
+
+def _partition_keys(metadata: Any) -> Mapping[str, str] | None:
+    if metadata is None:
+        return None
+    keys = metadata.get("partitionKeys") if isinstance(metadata, Mapping) else None
+    if keys is None:
+        return None
+    if not isinstance(keys, Mapping) or not all(
+        isinstance(key, str) and isinstance(value, str) for key, value in keys.items()
+    ):
+        raise InvocationError(
+            "Lambda.JsonProcessingException", "metadata.partitionKeys is not a map of strings"
+        )
+    return dict(keys)
+
+
+def processing_failed(
+    record: SourceRecord, *, attempts: int, code: str, message: str, lambda_arn: str, ended_ms: int
+) -> ErrorDocument:
+    return ErrorDocument(
+        record,
+        "processing-failed",
+        {
+            "attemptsMade": attempts,
+            "arrivalTimestamp": record.arrival_ms,
+            "errorCode": code,
+            "errorMessage": message,
+            "attemptEndingTimestamp": ended_ms,
+            "rawData": base64.b64encode(record.data).decode("ascii"),
+            "lambdaArn": lambda_arn,
+        },
+    )
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class RecordProcessor:
+    """Runs a delivery stream's processors, in the order declared, over one buffered batch."""
+
+    def __init__(
+        self,
+        config: DeliveryStreamConfig,
+        region: str,
+        function: LocalLambda | None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._config = config
+        self._region = region
+        self._function = function
+        self._retries = config.number_of_retries()
+        self._sleep = sleep
+
+    def process(self, records: Sequence[SourceRecord]) -> ProcessedBatch:
+        batch = ProcessedBatch()
+        outputs = [Output(record, record.data) for record in records]
+        for processor in self._config.processors:
+            if processor.type == "Lambda":
+                outputs = self._invoke_in_chunks(outputs, batch)
+            elif processor.type == "AppendDelimiterToRecord":
+                suffix = delimiter(processor)
+                for output in outputs:
+                    output.data += suffix
+        batch.outputs = outputs
+        return batch
+
+    def _invoke_in_chunks(self, outputs: list[Output], batch: ProcessedBatch) -> list[Output]:
+        survivors: list[Output] = []
+        chunk: list[Output] = []
+        size = 0
+        for output in outputs:
+            encoded = (len(output.data) + 2) // 3 * 4 + 300
+            if chunk and size + encoded > MAX_EVENT_DATA_BYTES:
+                survivors.extend(self._invoke(chunk, batch))
+                chunk, size = [], 0
+            chunk.append(output)
+            size += encoded
+        if chunk:
+            survivors.extend(self._invoke(chunk, batch))
+        return survivors
+
+    def _invoke(self, outputs: list[Output], batch: ProcessedBatch) -> list[Output]:
+        assert self._function is not None
+        lambda_arn = self._function.function.arn
+        records = [
+            SourceRecord(
+                o.data,
+                o.source.shard_id,
+                o.source.sequence_number,
+                o.source.partition_key,
+                o.source.arrival_ms,
+            )
+            for o in outputs
+        ]
+        identifiers = [record_id(record) for record in records]
+        attempts = 0
+        last_error: InvocationError | None = None
+        while attempts <= self._retries:
+            attempts += 1
+            batch.invocations += 1
+            try:
+                response = self._function.invoke(build_event(self._config, self._region, records))
+                answers = validate_response(response, identifiers)
+            except InvocationError as error:
+                batch.failed_invocations += 1
+                last_error = error
+                if attempts <= self._retries:
+                    self._sleep(min(0.05 * 2**attempts, 1.0))
+                continue
+            survivors: list[Output] = []
+            ended = _now_ms()
+            for output, identifier in zip(outputs, identifiers, strict=True):
+                answer = answers[identifier]
+                if answer.result == "Ok":
+                    survivors.append(Output(output.source, answer.data, answer.partition_keys))
+                elif answer.result == "Dropped":
+                    batch.dropped.append(output.source)
+                else:
+                    batch.errors.append(
+                        processing_failed(
+                            output.source,
+                            attempts=attempts,
+                            code="Lambda.ProcessingFailed",
+                            message="The Lambda function returned the record with result ProcessingFailed.",
+                            lambda_arn=lambda_arn,
+                            ended_ms=ended,
+                        )
+                    )
+            return survivors
+        assert last_error is not None
+        ended = _now_ms()
+        for output in outputs:
+            batch.errors.append(
+                processing_failed(
+                    output.source,
+                    attempts=attempts,
+                    code=last_error.code,
+                    message=last_error.message,
+                    lambda_arn=lambda_arn,
+                    ended_ms=ended,
+                )
+            )
+        return []

@@ -1,0 +1,147 @@
+"""The local Firehose runtime: every delivery stream the embedded Firehose API describes, at work.
+
+Nothing here names a resource: delivery streams come from ListDeliveryStreams/DescribeDeliveryStream,
+their Lambda processors from GetFunctionConfiguration, their Parquet schema from Glue's GetTable.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Protocol
+
+from firehose.runtime.config import DeliveryStreamConfig
+from firehose.runtime.delivery import DeliveryStreamWorker, WorkerOptions
+from firehose.runtime.lambda_invoker import LambdaFunction, LocalLambda
+
+
+class AwsEndpoint(Protocol):
+    region: str
+
+    def client(self, service: str, *, max_attempts: int = 3) -> Any: ...
+
+    @property
+    def environment(self) -> dict[str, str]: ...
+
+
+class RuntimeFailure(RuntimeError):
+    """A delivery stream's worker failed or did not drain in time."""
+
+
+class FirehoseRuntime:
+    def __init__(self, aws: AwsEndpoint, options: WorkerOptions) -> None:
+        self._aws = aws
+        self._options = options
+        self._abort = threading.Event()
+        self.workers: list[DeliveryStreamWorker] = []
+        self._functions: dict[str, LocalLambda] = {}
+
+    def start(self) -> FirehoseRuntime:
+        firehose = self._aws.client("firehose")
+        lambda_client = self._aws.client("lambda")
+        glue = self._aws.client("glue")
+        for name in _delivery_stream_names(firehose):
+            description = firehose.describe_delivery_stream(DeliveryStreamName=name)[
+                "DeliveryStreamDescription"
+            ]
+            if description.get("DeliveryStreamType") != "KinesisStreamAsSource":
+                continue
+            config = DeliveryStreamConfig.from_description(description)
+            processor = config.lambda_processor
+            function = None
+            if processor is not None:
+                function = self._function(lambda_client, processor.parameters["LambdaArn"])
+            worker = DeliveryStreamWorker(
+                config,
+                region=self._aws.region,
+                # S3 retries are the runtime's own (never give up); botocore's are for the other calls.
+                kinesis=self._aws.client("kinesis"),
+                s3=self._aws.client("s3", max_attempts=1),
+                glue=glue,
+                function=function,
+                options=self._options,
+                abort=self._abort,
+            )
+            self.workers.append(worker)
+        for worker in self.workers:
+            worker.start()
+        return self
+
+    def _function(self, lambda_client: Any, arn: str) -> LocalLambda:
+        if arn not in self._functions:
+            function = LambdaFunction.resolve(lambda_client, arn)
+            self._functions[arn] = LocalLambda(
+                function, self._aws.environment, self._options.log_dir / f"{function.name}.log"
+            )
+        return self._functions[arn]
+
+    def drain(self, timeout: float = 300.0) -> None:
+        """Return once every delivery stream has delivered everything in its source so far."""
+        for worker in self.workers:
+            worker.request_drain()
+        deadline = time.monotonic() + timeout
+        for worker in self.workers:
+            if not worker.wait_drained(max(0.0, deadline - time.monotonic())):
+                self._raise_if_failed()
+                raise RuntimeFailure(
+                    f"delivery stream {worker.config.name} did not drain within {timeout:.0f}s"
+                )
+        self._raise_if_failed()
+
+    def _raise_if_failed(self) -> None:
+        for worker in self.workers:
+            if worker.error is not None:
+                raise RuntimeFailure(
+                    f"delivery stream {worker.config.name} failed: {type(worker.error).__name__}"
+                ) from worker.error
+
+    def stop(self, *, drain: bool = True, timeout: float = 300.0) -> None:
+        """Drain and flush (the default), or abandon buffers as a crash would (``drain=False``):
+        checkpoints only ever cover delivered records, so a restart re-reads the rest."""
+        try:
+            if drain and self.workers:
+                self.drain(timeout)
+        finally:
+            if not drain:
+                self._abort.set()
+            for worker in self.workers:
+                worker.stop()
+            for function in self._functions.values():
+                function.close()
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        return {worker.config.name: worker.snapshot() for worker in self.workers}
+
+    def pending(self) -> Mapping[str, int]:
+        return {worker.config.name: worker.source.pending for worker in self.workers}
+
+    def __enter__(self) -> FirehoseRuntime:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop(drain=exc_type is None)
+
+
+def _delivery_stream_names(firehose: Any) -> list[str]:
+    names: list[str] = []
+    kwargs: dict[str, Any] = {"Limit": 100}
+    while True:
+        page = firehose.list_delivery_streams(**kwargs)
+        names.extend(page["DeliveryStreamNames"])
+        if not page.get("HasMoreDeliveryStreams") or not page["DeliveryStreamNames"]:
+            return names
+        kwargs["ExclusiveStartDeliveryStreamName"] = page["DeliveryStreamNames"][-1]
+
+
+def default_options(state_dir: Path, **overrides: Any) -> WorkerOptions:
+    return WorkerOptions(
+        state_dir=state_dir, log_dir=overrides.pop("log_dir", state_dir / "logs"), **overrides
+    )

@@ -1,0 +1,106 @@
+# ruff: noqa: F811  (pytest fixtures are imported from pipeline_support and named as parameters)
+"""The template deploys on the embedded AWS through moto's CloudFormation API, and the types moto skips
+(Firehose, Glue, Athena, bucket policies) land in moto's own backends."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from firehose.embedded import MODELS, DeployedStack, EmbeddedAws
+from firehose.template import load_template, resources_of_type
+from tests.integration.pipeline_support import deployed, embedded_aws  # noqa: F401  (fixtures)
+from transform.columns import COLUMNS, LAKE_TABLE
+
+pytestmark = pytest.mark.integration
+
+
+def test_every_delivery_stream_of_the_template_is_described_with_its_source_and_processors(
+    embedded_aws: EmbeddedAws,
+    deployed: DeployedStack,
+) -> None:
+    # GIVEN the template's delivery streams
+    template = load_template()
+    declared = dict(resources_of_type(template, "AWS::KinesisFirehose::DeliveryStream"))
+    assert declared
+
+    # WHEN the deployed stack's delivery streams are described through the Firehose API
+    firehose = embedded_aws.client("firehose")
+    kinesis = embedded_aws.client("kinesis")
+    stream_arn = kinesis.describe_stream(StreamName=deployed.resources["ContactTraceRecordsStream"])[
+        "StreamDescription"
+    ]["StreamARN"]
+    functions = {
+        logical_id: embedded_aws.client("lambda").get_function_configuration(FunctionName=physical)[
+            "FunctionArn"
+        ]
+        for logical_id, physical in deployed.resources.items()
+        if template["Resources"].get(logical_id, {}).get("Type") == "AWS::Lambda::Function"
+    }
+
+    # THEN each one reads the stack's Kinesis stream and keeps the processors the template declares
+    for logical_id, resource in declared.items():
+        description = firehose.describe_delivery_stream(DeliveryStreamName=deployed.resources[logical_id])[
+            "DeliveryStreamDescription"
+        ]
+        assert description["DeliveryStreamType"] == "KinesisStreamAsSource"
+        assert description["Source"]["KinesisStreamSourceDescription"]["KinesisStreamARN"] == stream_arn
+        destination = description["Destinations"][0]["ExtendedS3DestinationDescription"]
+        declared_destination = resource["Properties"]["ExtendedS3DestinationConfiguration"]
+        assert destination["Prefix"] == declared_destination["Prefix"]
+        assert destination["ErrorOutputPrefix"] == declared_destination["ErrorOutputPrefix"]
+        declared_types = [p["Type"] for p in declared_destination["ProcessingConfiguration"]["Processors"]]
+        assert [p["Type"] for p in destination["ProcessingConfiguration"]["Processors"]] == declared_types
+        for processor in destination["ProcessingConfiguration"]["Processors"]:
+            parameters = {p["ParameterName"]: p["ParameterValue"] for p in processor.get("Parameters", [])}
+            if processor["Type"] == "Lambda":
+                assert parameters["LambdaArn"] in functions.values()
+
+
+def test_glue_table_athena_work_group_and_bucket_policies_exist_in_the_embedded_backends(
+    embedded_aws: EmbeddedAws,
+    deployed: DeployedStack,
+) -> None:
+    # GIVEN the deployed stack
+    template = load_template()
+
+    # WHEN the Glue, Athena and S3 APIs are asked for what the template declared
+    database = deployed.resources["GlueDatabase"]
+    table = embedded_aws.client("glue").get_table(DatabaseName=database, Name=LAKE_TABLE)["Table"]
+    work_group = embedded_aws.client("athena").get_work_group(WorkGroup=deployed.resources["AthenaWorkGroup"])
+
+    # THEN the table's columns are the column registry's, and the policies are attached
+    columns = [(c["Name"], c["Type"]) for c in table["StorageDescriptor"]["Columns"]]
+    assert columns == [(column.name, column.type.glue_type) for column in COLUMNS]
+    assert work_group["WorkGroup"]["Name"] == deployed.resources["AthenaWorkGroup"]
+    for logical_id, resource in resources_of_type(template, "AWS::S3::BucketPolicy"):
+        bucket_logical_id = resource["Properties"]["Bucket"]["Ref"]
+        policy = json.loads(
+            embedded_aws.client("s3").get_bucket_policy(Bucket=deployed.resources[bucket_logical_id])[
+                "Policy"
+            ]
+        )
+        assert policy["Statement"], logical_id
+        assert all(statement is not None for statement in policy["Statement"])
+
+
+def test_the_modelled_types_are_not_skipped(deployed: DeployedStack) -> None:
+    # GIVEN the types the embedded AWS models WHEN the stack is deployed THEN none of them is skipped
+    modelled = {model.cloudformation_type() for model in MODELS}
+    assert not modelled & set(deployed.skipped_types)
+
+
+def test_objects_put_over_plain_http_are_not_denied_by_the_tls_only_bucket_policy(
+    embedded_aws: EmbeddedAws,
+    deployed: DeployedStack,
+) -> None:
+    # GIVEN a bucket whose policy denies non-TLS requests (a conditional statement)
+    bucket = deployed.outputs["ContactTraceRecordsBucket"]
+    s3 = embedded_aws.client("s3")
+
+    # WHEN an object is written and read over the embedded endpoint
+    s3.put_object(Bucket=bucket, Key="ctr/probe", Body=b"probe")
+
+    # THEN it is there
+    assert s3.get_object(Bucket=bucket, Key="ctr/probe")["Body"].read() == b"probe"
