@@ -30,10 +30,11 @@ import importlib
 import json
 import os
 import threading
+import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 S3_PUT_FAILURE = 0.30
 TRANSFORM_FAILURE = 0.10
@@ -49,6 +50,12 @@ ENV_HANDLER = "CTR_BILLING_CHAOS_HANDLER"
 CHAOTIC_HANDLER = "firehose.chaos.chaotic_handler"
 # Only transform handlers are wrapped (Firehose processors); other functions run as they are.
 TRANSFORM_HANDLER = "transform.handler.lambda_handler"
+LEDGER_VARIABLE = "LEDGER_TABLE"
+# The vendor CSV's columns in a chaos run: the default ones behind contact_id, so that every vendor row
+# can be traced to its contact (``reconcile``).
+RECONCILABLE_CSV_COLUMNS = (
+    "contact_id,call_type,initiation_timestamp,duration_seconds,patient_phone,provider_extension,hold_seconds"
+)
 
 
 def chance(seed: int, *parts: object) -> float:
@@ -64,6 +71,8 @@ class ChaosPlan:
     transform_failure: float = TRANSFORM_FAILURE
     kinesis_throttle: float = KINESIS_THROTTLE
     restarts: int = RESTARTS
+    # A baseline for comparison only: the vendor transform runs without its billing ledger.
+    without_ledger: bool = False
 
     def restart_points(self, total: int) -> list[int]:
         """After how many delivered records (of ``total``) the runtime is killed, in increasing order."""
@@ -158,6 +167,8 @@ class Faults:
         environment[ENV_HANDLER] = parsed["Handler"]
         environment[ENV_SEED] = str(self.plan.seed)
         environment[ENV_TRANSFORM_FAILURE] = str(self.plan.transform_failure)
+        if self.plan.without_ledger:
+            environment.pop(LEDGER_VARIABLE, None)
         parsed["Handler"] = CHAOTIC_HANDLER
 
 
@@ -211,6 +222,172 @@ def chaotic_handler(event: dict[str, Any], context: Any) -> Any:
         _failures[batch] += 1
         raise InjectedFault("chaos: the transform timed out after running")
     return result
+
+
+# --- traffic --------------------------------------------------------------------------------------------
+
+
+def with_redeliveries(ctrs: Sequence[dict[str, Any]], seed: int, share: float = 0.05) -> list[dict[str, Any]]:
+    """The CTRs, then what at-least-once delivery and Connect add: about ``share`` of them delivered twice,
+    and about ``share`` republished later with a new ``LastUpdateTimestamp`` (half of those with a changed
+    hold time, i.e. a billing correction). Every copy keeps its ``ContactId``."""
+    import copy
+    import random
+
+    rng = random.Random(seed)
+    extra: list[dict[str, Any]] = []
+    for ctr in ctrs:
+        roll = rng.random()
+        if roll < share:
+            extra.append(ctr)
+        elif roll < 2 * share:
+            republished = copy.deepcopy(ctr)
+            republished["LastUpdateTimestamp"] = "2026-11-03T08:00:00Z"
+            agent = republished.get("Agent")
+            if isinstance(agent, dict) and rng.random() < 0.5:
+                agent["CustomerHoldDuration"] = int(agent.get("CustomerHoldDuration") or 0) + 30
+            extra.append(republished)
+    return [*ctrs, *extra]
+
+
+def put_ctrs(kinesis: Any, stream_name: str, ctrs: Iterable[Mapping[str, Any]], batch: int = 500) -> int:
+    """PutRecords in batches, partitioned by contact; failed entries are put again. Returns the count."""
+    pending = [
+        {"Data": json.dumps(ctr, separators=(",", ":")).encode(), "PartitionKey": str(ctr.get("ContactId"))}
+        for ctr in ctrs
+    ]
+    total = len(pending)
+    for start in range(0, total, batch):
+        entries = pending[start : start + batch]
+        while entries:
+            response = kinesis.put_records(StreamName=stream_name, Records=entries)
+            entries = [
+                entry
+                for entry, result in zip(entries, response["Records"], strict=True)
+                if "ErrorCode" in result
+            ]
+    return total
+
+
+# --- kills and restarts -----------------------------------------------------------------------------
+
+
+class Killable(Protocol):
+    def stop(self, *, drain: bool = True, timeout: float = 300.0) -> None: ...
+
+    def counts(self) -> dict[str, dict[str, int]]: ...
+
+
+RuntimeT = TypeVar("RuntimeT", bound=Killable)
+
+
+class NoProgressError(RuntimeError):
+    """The pipeline processed nothing for longer than the allowed time while chaos waited for a kill point."""
+
+
+def run_with_restarts(
+    start: Callable[[], RuntimeT],
+    processed: Callable[[RuntimeT], int],
+    kill_points: Sequence[int],
+    *,
+    stall_seconds: float = 300.0,
+    poll_seconds: float = 0.05,
+) -> tuple[RuntimeT, list[dict[str, dict[str, int]]]]:
+    """Start a runtime; each time the records it has processed (summed over the runtimes so far) reach the
+    next kill point, kill it (``stop(drain=False)``: buffers abandoned, checkpoints as they were) and start
+    a fresh one, which resumes from the checkpoints. Returns the last runtime, still running, and the
+    counts of the killed ones."""
+    killed: list[dict[str, dict[str, int]]] = []
+    done = 0
+    runtime = start()
+    for point in kill_points:
+        last, last_change = processed(runtime), time.monotonic()
+        while done + last < point:
+            time.sleep(poll_seconds)
+            current = processed(runtime)
+            if current != last:
+                last, last_change = current, time.monotonic()
+            elif time.monotonic() - last_change > stall_seconds:
+                raise NoProgressError(
+                    f"no record processed for {stall_seconds:.0f}s before kill point {point}"
+                )
+        runtime.stop(drain=False)
+        done += processed(runtime)  # the counts stay readable after the stop
+        killed.append(runtime.counts())
+        runtime = start()
+    return runtime, killed
+
+
+def summed_counts(snapshots: Iterable[Mapping[str, Mapping[str, int]]]) -> dict[str, dict[str, int]]:
+    """Per delivery stream, every count summed over runtimes (restarts start their counts from zero)."""
+    total: dict[str, Counter[str]] = {}
+    for snapshot in snapshots:
+        for stream, counts in snapshot.items():
+            total.setdefault(stream, Counter()).update(counts)
+    return {stream: dict(counts) for stream, counts in total.items()}
+
+
+def vendor_row_contact_ids(s3: Any, bucket: str, prefix: str = "billing/") -> list[str]:
+    """The contact_id (first column, ``RECONCILABLE_CSV_COLUMNS``) of every vendor row under ``prefix``."""
+    import csv
+    import io
+
+    contact_ids: list[str] = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            body = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read().decode("utf-8")
+            contact_ids.extend(row[0] for row in csv.reader(io.StringIO(body, newline="")) if row)
+    return contact_ids
+
+
+def run_pipeline_under_chaos(
+    aws: Any,
+    vendor_bucket: str,
+    billable_contact_ids: Iterable[str],
+    records_published: int,
+    plan: ChaosPlan,
+    options: Any,
+    *,
+    drain_timeout: float = 1800.0,
+) -> dict[str, Any]:
+    """Run the local Firehose runtime over what was published, under ``plan``'s faults and kills, until
+    drained; then reconcile the vendor rows. The stack must have been deployed with
+    ``CsvColumns=RECONCILABLE_CSV_COLUMNS``. Returns the figures ``summary.json`` carries."""
+    from firehose.runtime.runtime import FirehoseRuntime
+
+    faults = Faults(plan)
+    chaotic = ChaoticAws(aws, faults)
+    vendor_streams: list[str] = []
+
+    def start() -> FirehoseRuntime:
+        runtime = FirehoseRuntime(chaotic, options).start()
+        vendor_streams[:] = [w.config.name for w in runtime.workers if w.config.bucket == vendor_bucket]
+        return runtime
+
+    def processed(runtime: FirehoseRuntime) -> int:
+        counts = runtime.counts()
+        return sum(
+            counts.get(stream, {}).get(outcome, 0)
+            for stream in vendor_streams
+            for outcome in ("delivered", "dropped", "processing-failed")
+        )
+
+    runtime, killed = run_with_restarts(start, processed, plan.restart_points(records_published))
+    runtime.stop(drain=True, timeout=drain_timeout)
+    counts = summed_counts([*killed, runtime.counts()])
+    verdict = reconcile(billable_contact_ids, vendor_row_contact_ids(aws.client("s3"), vendor_bucket))
+    return {
+        **verdict.as_dict(),
+        "chaos": {
+            "seed": plan.seed,
+            "restarts": len(killed),
+            "ledger": not plan.without_ledger,
+            **dict(faults.injected),
+            "failed_invocations": sum(stream.get("failed_invocations", 0) for stream in counts.values()),
+            "s3_retries": sum(stream.get("s3_retries", 0) for stream in counts.values()),
+        },
+        "counts": counts,
+    }
 
 
 # --- the verdict --------------------------------------------------------------------------------------
