@@ -35,6 +35,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
+from urllib.parse import urlsplit
 
 S3_PUT_FAILURE = 0.30
 TRANSFORM_FAILURE = 0.10
@@ -128,7 +129,7 @@ class Faults:
         return client
 
     def _s3_put(self, request: Any, **_: Any) -> Any:
-        key = request.url.split("?", 1)[0]
+        key = urlsplit(request.url).path  # bucket and key, not the endpoint's port: stable across runs
         with self._lock:
             first_attempt = key not in self._attempted_keys
             self._attempted_keys.add(key)
