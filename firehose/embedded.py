@@ -29,6 +29,7 @@ from moto.core.common_models import CloudFormationModel
 from moto.firehose.models import firehose_backends
 from moto.glue.models import glue_backends
 from moto.kinesis.models import Record, Shard
+from moto.kms.models import Key as KmsKey
 from moto.s3.models import FakeBucket, s3_backends
 from moto.server import ThreadedMotoServer
 
@@ -555,6 +556,31 @@ def _bucket_permission(self: FakeBucket, action: str, resource: str) -> Any:
     return IAMPolicy(json.dumps({**document, "Statement": enforced})).is_action_permitted(action, resource)
 
 
+# --- KMS keys: moto 5.2.5 stores a CloudFormation KeyPolicy as the template's dict, where its API code
+# expects the JSON text the KMS API takes, so DescribeKey fails; the policy is handed over as JSON.
+_create_key_from_cloudformation = KmsKey.create_from_cloudformation_json.__func__  # type: ignore[attr-defined]
+
+
+def _create_key(
+    cls: type[KmsKey],
+    resource_name: str,
+    cloudformation_json: Any,
+    account_id: str,
+    region_name: str,
+    **kwargs: Any,
+) -> KmsKey:
+    properties = dict(cloudformation_json.get("Properties") or {})
+    policy = properties.get("KeyPolicy")
+    if isinstance(policy, dict):
+        properties["KeyPolicy"] = json.dumps(_without_no_value(policy))
+    resolved = {**cloudformation_json, "Properties": properties}
+    key: KmsKey = _create_key_from_cloudformation(
+        cls, resource_name, resolved, account_id, region_name, **kwargs
+    )
+    return key
+
+
+KmsKey.create_from_cloudformation_json = classmethod(_create_key)  # type: ignore[method-assign,assignment,arg-type]
 FakeBucket.get_permission = _bucket_permission  # type: ignore[method-assign]
 Shard.get_max_sequence_number = _max_sequence_number  # type: ignore[method-assign]
 Shard.get_min_sequence_number = _min_sequence_number  # type: ignore[method-assign]

@@ -252,22 +252,30 @@ class DeliveryStreamWorker:
         if buffer is None:
             buffer = self._buffers[key] = _Buffer(time.monotonic(), source.arrival_ms)
         buffer.add(source, data)
+        if buffer.size >= self.config.buffer_bytes:  # SizeInMBs reached: deliver now
+            del self._buffers[key]
+            self._write(key, buffer)
+
+    def _write(self, key: tuple[str, Any], buffer: _Buffer) -> None:
+        if key[0] == "data":
+            self._write_data(dict(key[1]), buffer)
+        else:
+            self._write_errors(str(key[1]), buffer)
 
     def _flush(self, *, force: bool) -> None:
         now = time.monotonic()
         # Data first: format conversion failures become error documents flushed in the same pass.
         for key in sorted(self._buffers, key=lambda item: item[0] == "error"):
-            buffer = self._buffers[key]
+            buffer = self._buffers.get(key)
+            if buffer is None:  # written by size while an earlier buffer was written
+                continue
             if (
                 force
                 or buffer.size >= self.config.buffer_bytes
                 or now - buffer.opened >= self._destination_seconds
             ):
                 del self._buffers[key]
-                if key[0] == "data":
-                    self._write_data(dict(key[1]) if isinstance(key[1], tuple) else {}, buffer)
-                else:
-                    self._write_errors(str(key[1]), buffer)
+                self._write(key, buffer)
         if force and self._buffers:  # errors produced by the data writes above
             self._flush(force=True)
 

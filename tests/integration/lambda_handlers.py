@@ -1,0 +1,55 @@
+"""Firehose transformation handlers with known behaviour, run by the local runtime in-process-per-function
+like any Lambda (resolved from the function's Handler, configured by its Environment)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+# Read at import, as the transform reads its settings at cold start.
+MODE = os.environ.get("MODE", "ok")
+EVENT_LOG = os.environ.get("EVENT_LOG", "")
+ATTEMPTS_FILE = os.environ.get("ATTEMPTS_FILE", "")
+
+
+def _ok(record: dict[str, Any]) -> dict[str, Any]:
+    data = base64.b64decode(record["data"]) + b"\n"
+    return {"recordId": record["recordId"], "result": "Ok", "data": base64.b64encode(data).decode()}
+
+
+def handler(event: dict[str, Any], context: Any) -> Any:
+    if EVENT_LOG:
+        with Path(EVENT_LOG).open("a", encoding="utf-8") as log:
+            log.write(json.dumps({"event": event, "function_name": context.function_name}) + "\n")
+    records = event["records"]
+    if MODE == "raise":
+        raise RuntimeError("the transform failed")
+    if MODE == "fail-once":
+        attempts = Path(ATTEMPTS_FILE)
+        count = int(attempts.read_text()) if attempts.exists() else 0
+        attempts.write_text(str(count + 1))
+        if count == 0:
+            raise RuntimeError("first attempt fails")
+    if MODE == "no-records":
+        return {"result": "Ok"}
+    answers = [_ok(record) for record in records]
+    if MODE == "duplicate-id":
+        answers.append(dict(answers[0]))
+    elif MODE == "missing-id":
+        answers.pop()
+    elif MODE == "unknown-id":
+        answers[0]["recordId"] = "not-a-record-id"
+    elif MODE == "bad-result":
+        answers[0]["result"] = "Maybe"
+    elif MODE == "bad-base64":
+        answers[0]["data"] = "%%% not base64 %%%"
+    elif MODE == "processing-failed":
+        for answer, record in zip(answers, records, strict=True):
+            answer.update(result="ProcessingFailed", data=record["data"])
+    elif MODE == "dropped":
+        for answer in answers:
+            answer.update(result="Dropped", data="")
+    return {"records": answers}

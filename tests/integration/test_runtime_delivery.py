@@ -1,0 +1,187 @@
+# ruff: noqa: F811  (pytest fixtures are imported from pipeline_support and named as parameters)
+"""The local Firehose runtime's delivery: buffering by size and interval, S3 failures retried with
+nothing lost, a restart from the persisted checkpoint with nothing lost, format-conversion failures."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from firehose.embedded import EmbeddedAws
+from tests.integration.pipeline_support import (
+    DirectStack,
+    embedded_aws,  # noqa: F401
+    objects,
+    put_records,
+    runtime,
+    wait_until,
+)
+
+pytestmark = pytest.mark.integration
+MB = 1024 * 1024
+NEWLINE = {"Enabled": True, "Processors": [{"Type": "AppendDelimiterToRecord", "Parameters": []}]}
+
+
+def _lines(aws: EmbeddedAws, bucket: str, prefix: str) -> list[bytes]:
+    return [line for body in objects(aws, bucket, prefix).values() for line in body.splitlines()]
+
+
+def test_a_full_buffer_is_written_when_it_reaches_size_in_mbs(
+    embedded_aws: EmbeddedAws, tmp_path: Path
+) -> None:
+    # GIVEN a 1 MB buffer with a 15-minute interval
+    stack = DirectStack(embedded_aws, tmp_path)
+    stack.delivery_stream(
+        "sized",
+        Prefix="data/",
+        BufferingHints={"SizeInMBs": 1, "IntervalInSeconds": 900},
+        ProcessingConfiguration=NEWLINE,
+    )
+    payloads = [bytes([65 + n % 26]) * (100 * 1024) for n in range(25)]  # 2.5 MB
+
+    with runtime(embedded_aws, tmp_path / "state", buffer_interval_seconds=None) as pipeline:
+        # WHEN 2.5 MB is put
+        put_records(embedded_aws, stack.stream, payloads)
+
+        # THEN two objects of at least 1 MB are written without waiting for the interval
+        wait_until(lambda: len(objects(embedded_aws, stack.bucket, "data/")) >= 2)
+        written = objects(embedded_aws, stack.bucket, "data/")
+        assert all(len(body) >= MB for body in written.values())
+        assert pipeline.counts()["sized"]["delivered"] < len(payloads)
+    # and the rest is flushed on shutdown
+    assert sorted(_lines(embedded_aws, stack.bucket, "data/")) == sorted(payloads)
+
+
+def test_a_buffer_is_written_when_its_interval_elapses(embedded_aws: EmbeddedAws, tmp_path: Path) -> None:
+    # GIVEN a 64 MB buffer with a 1-second interval
+    stack = DirectStack(embedded_aws, tmp_path)
+    stack.delivery_stream(
+        "timed",
+        Prefix="data/",
+        BufferingHints={"SizeInMBs": 64, "IntervalInSeconds": 1},
+        ProcessingConfiguration=NEWLINE,
+    )
+    with runtime(embedded_aws, tmp_path / "state", buffer_interval_seconds=None):
+        # WHEN a few small records are put
+        started = time.monotonic()
+        put_records(embedded_aws, stack.stream, [b"a", b"b", b"c"])
+
+        # THEN they are written once the interval has elapsed, long before the buffer is full
+        wait_until(lambda: len(objects(embedded_aws, stack.bucket, "data/")) == 1)
+        assert time.monotonic() - started >= 1.0
+        assert sorted(_lines(embedded_aws, stack.bucket, "data/")) == [b"a", b"b", b"c"]
+
+
+def test_s3_failures_are_retried_until_the_write_succeeds_and_nothing_is_lost(
+    embedded_aws: EmbeddedAws, tmp_path: Path
+) -> None:
+    # GIVEN a delivery stream whose bucket has gone missing
+    stack = DirectStack(embedded_aws, tmp_path)
+    stack.delivery_stream("retrying", Prefix="data/", ProcessingConfiguration=NEWLINE)
+    s3 = embedded_aws.client("s3")
+    s3.delete_bucket(Bucket=stack.bucket)
+    payloads = [f"record-{n}".encode() for n in range(50)]
+
+    with runtime(embedded_aws, tmp_path / "state") as pipeline:
+        # WHEN records are put, writes fail for a while, then the bucket is back
+        put_records(embedded_aws, stack.stream, payloads)
+        wait_until(lambda: pipeline.counts()["retrying"]["s3_retries"] >= 2)
+        s3.create_bucket(Bucket=stack.bucket)
+
+    # THEN every record was delivered
+    assert sorted(_lines(embedded_aws, stack.bucket, "data/")) == sorted(payloads)
+    assert pipeline.counts()["retrying"]["delivered"] == len(payloads)
+
+
+def test_a_runtime_stopped_mid_stream_restarts_from_its_checkpoint_and_loses_nothing(
+    embedded_aws: EmbeddedAws, tmp_path: Path
+) -> None:
+    # GIVEN a delivery stream with a 1 MB buffer and records of 100 KB
+    stack = DirectStack(embedded_aws, tmp_path)
+    stack.delivery_stream(
+        "restarted",
+        Prefix="data/",
+        BufferingHints={"SizeInMBs": 1, "IntervalInSeconds": 900},
+        ProcessingConfiguration=NEWLINE,
+    )
+    first = [f"{n:04d}".encode() * 25_000 for n in range(15)]
+    second = [f"{n:04d}".encode() * 25_000 for n in range(15, 30)]
+    state = tmp_path / "state"
+
+    # WHEN the runtime delivers part of the first records and is then stopped without draining (a crash)
+    crashed = runtime(embedded_aws, state, buffer_interval_seconds=None).start()
+    put_records(embedded_aws, stack.stream, first)
+    wait_until(lambda: crashed.counts()["restarted"].get("delivered", 0) > 0)
+    crashed.stop(drain=False)
+    checkpoint = json.loads((state / "checkpoints" / "restarted.json").read_text())
+    delivered_before = set(_lines(embedded_aws, stack.bucket, "data/"))
+    assert checkpoint and 0 < len(delivered_before) < len(first)
+
+    # and more records arrive while it is down, then it restarts with the same state directory
+    put_records(embedded_aws, stack.stream, second)
+    with runtime(embedded_aws, state, buffer_interval_seconds=None):
+        pass
+
+    # THEN every record was delivered at least once, and nothing read before the checkpoint was re-read
+    lines = _lines(embedded_aws, stack.bucket, "data/")
+    assert set(lines) == set(first + second)
+    assert len(lines) < len(first + second) + len(first)
+
+
+def test_records_that_do_not_match_the_glue_schema_go_to_format_conversion_failed(
+    embedded_aws: EmbeddedAws, tmp_path: Path
+) -> None:
+    # GIVEN a delivery stream converting JSON to Parquet with a Glue table of (name string, count bigint)
+    stack = DirectStack(embedded_aws, tmp_path)
+    glue = embedded_aws.client("glue")
+    glue.create_database(DatabaseInput={"Name": "db"})
+    glue.create_table(
+        DatabaseName="db",
+        TableInput={
+            "Name": "rows",
+            "StorageDescriptor": {
+                "Columns": [{"Name": "name", "Type": "string"}, {"Name": "count", "Type": "bigint"}]
+            },
+        },
+    )
+    stack.delivery_stream(
+        "converted",
+        Prefix="rows/",
+        ErrorOutputPrefix="errors/!{firehose:error-output-type}/",
+        DataFormatConversionConfiguration={
+            "Enabled": True,
+            "SchemaConfiguration": {"DatabaseName": "db", "TableName": "rows", "RoleARN": stack.role},
+            "InputFormatConfiguration": {"Deserializer": {"OpenXJsonSerDe": {}}},
+            "OutputFormatConfiguration": {"Serializer": {"ParquetSerDe": {}}},
+        },
+    )
+    good = [b'{"NAME": "a", "Count": 1}', b'{"name": "b", "count": "2"}']
+    bad = [b'{"name": "c", "count": "many"}', b"not json"]
+
+    # WHEN good and bad records are put
+    with runtime(embedded_aws, tmp_path / "state"):
+        put_records(embedded_aws, stack.stream, good + bad)
+
+    # THEN the good ones are Parquet rows (keys matched case-insensitively), the bad ones error documents
+    import io
+
+    import pyarrow.parquet as pq
+
+    [parquet] = objects(embedded_aws, stack.bucket, "rows/").values()
+    table = pq.read_table(io.BytesIO(parquet))
+    assert sorted(zip(table["name"].to_pylist(), table["count"].to_pylist(), strict=True)) == [
+        ("a", 1),
+        ("b", 2),
+    ]
+    documents = [
+        json.loads(line)
+        for body in objects(embedded_aws, stack.bucket, "errors/format-conversion-failed/").values()
+        for line in body.splitlines()
+    ]
+    assert sorted(base64.b64decode(d["rawData"]) for d in documents) == sorted(bad)
+    assert {d["errorCode"] for d in documents} == {"DataFormatConversion.MalformedData"}
+    assert all("many" not in d["errorMessage"] for d in documents)

@@ -1,0 +1,212 @@
+# ruff: noqa: F811  (pytest fixtures are imported from pipeline_support and named as parameters)
+"""The local Firehose runtime's processing: the event a transform receives, response validation with
+Firehose's error codes, retries, and processing-failed error documents."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import pytest
+
+from firehose.embedded import EmbeddedAws
+from tests.integration.pipeline_support import (
+    DirectStack,
+    embedded_aws,  # noqa: F401
+    lambda_processor,
+    objects,
+    put_records,
+    runtime,
+)
+
+pytestmark = pytest.mark.integration
+
+HANDLER = "tests.integration.lambda_handlers.handler"
+
+
+def _error_documents(aws: EmbeddedAws, bucket: str, output_type: str) -> list[dict[str, object]]:
+    found = objects(aws, bucket, f"errors/{output_type}/")
+    return [json.loads(line) for body in found.values() for line in body.splitlines()]
+
+
+def test_the_transform_receives_the_exact_firehose_event(embedded_aws: EmbeddedAws, tmp_path: Path) -> None:
+    # GIVEN a delivery stream whose Lambda processor records the events it receives
+    stack = DirectStack(embedded_aws, tmp_path)
+    log = tmp_path / "events.jsonl"
+    function = stack.function("recorder", HANDLER, {"EVENT_LOG": str(log)})
+    stream_arn = stack.delivery_stream(
+        "shape",
+        Prefix="data/",
+        ErrorOutputPrefix="errors/",
+        ProcessingConfiguration=lambda_processor(function),
+    )
+    kinesis = embedded_aws.client("kinesis")
+
+    # WHEN three records are put and the runtime drains
+    with runtime(embedded_aws, tmp_path / "state"):
+        put = [
+            kinesis.put_record(StreamName=stack.stream, Data=f"record-{n}".encode(), PartitionKey=f"pk-{n}")
+            for n in range(3)
+        ]
+
+    # THEN one event holds every record with the fields and types of Firehose's Kinesis-source event
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(events) == 1
+    assert events[0]["function_name"] == "recorder"
+    event = events[0]["event"]
+    assert set(event) == {"invocationId", "deliveryStreamArn", "sourceKinesisStreamArn", "region", "records"}
+    assert event["deliveryStreamArn"] == stream_arn
+    assert event["sourceKinesisStreamArn"] == stack.stream_arn
+    assert event["region"] == embedded_aws.region
+    by_data = {base64.b64decode(record["data"]): record for record in event["records"]}
+    assert set(by_data) == {f"record-{n}".encode() for n in range(3)}
+    assert len({record["recordId"] for record in event["records"]}) == 3
+    for n, response in enumerate(put):
+        record = by_data[f"record-{n}".encode()]
+        assert set(record) == {"recordId", "approximateArrivalTimestamp", "data", "kinesisRecordMetadata"}
+        metadata = record["kinesisRecordMetadata"]
+        assert metadata == {
+            "shardId": response["ShardId"],
+            "partitionKey": f"pk-{n}",
+            "approximateArrivalTimestamp": record["approximateArrivalTimestamp"],
+            "sequenceNumber": response["SequenceNumber"],
+            "subsequenceNumber": 0,
+        }
+        assert isinstance(record["approximateArrivalTimestamp"], int)
+        assert record["approximateArrivalTimestamp"] > 1_600_000_000_000  # epoch milliseconds
+
+
+@pytest.mark.parametrize(
+    ("mode", "error_code"),
+    [
+        ("duplicate-id", "Lambda.DuplicatedRecordId"),
+        ("missing-id", "Lambda.MissingRecordId"),
+        ("unknown-id", "Lambda.MissingRecordId"),
+        ("bad-result", "Lambda.JsonProcessingException"),
+        ("bad-base64", "Lambda.JsonProcessingException"),
+        ("no-records", "Lambda.JsonProcessingException"),
+        ("raise", "Lambda.FunctionError"),
+    ],
+)
+def test_an_invalid_response_sends_the_whole_batch_to_processing_failed_with_firehose_error_code(
+    embedded_aws: EmbeddedAws, tmp_path: Path, mode: str, error_code: str
+) -> None:
+    # GIVEN a transform that answers invalidly, and no retries
+    stack = DirectStack(embedded_aws, tmp_path)
+    function = stack.function(f"bad-{mode}", HANDLER, {"MODE": mode})
+    stack.delivery_stream(
+        "validated",
+        Prefix="data/",
+        ErrorOutputPrefix="errors/!{firehose:error-output-type}/",
+        ProcessingConfiguration=lambda_processor(function, NumberOfRetries="0"),
+    )
+    payloads = [f"payload-{n}".encode() for n in range(4)]
+
+    # WHEN records are put and the runtime drains
+    with runtime(embedded_aws, tmp_path / "state") as pipeline:
+        put_records(embedded_aws, stack.stream, payloads)
+
+    # THEN no data object exists, and every record has an error document with the code and its raw data
+    assert objects(embedded_aws, stack.bucket, "data/") == {}
+    documents = _error_documents(embedded_aws, stack.bucket, "processing-failed")
+    assert sorted(base64.b64decode(str(d["rawData"])) for d in documents) == sorted(payloads)
+    for document in documents:
+        assert document["errorCode"] == error_code
+        assert document["attemptsMade"] == 1
+        assert document["lambdaArn"] == function
+        assert set(document) == {
+            "attemptsMade",
+            "arrivalTimestamp",
+            "errorCode",
+            "errorMessage",
+            "attemptEndingTimestamp",
+            "rawData",
+            "lambdaArn",
+        }
+    assert pipeline.counts()["validated"]["processing-failed"] == len(payloads)
+
+
+def test_a_failing_invocation_is_retried_number_of_retries_times_then_goes_to_error_documents(
+    embedded_aws: EmbeddedAws, tmp_path: Path
+) -> None:
+    # GIVEN a transform that always raises, with NumberOfRetries 2
+    stack = DirectStack(embedded_aws, tmp_path)
+    function = stack.function("raiser", HANDLER, {"MODE": "raise"})
+    stack.delivery_stream(
+        "retried",
+        Prefix="data/",
+        ErrorOutputPrefix="errors/!{firehose:error-output-type}/",
+        ProcessingConfiguration=lambda_processor(function, NumberOfRetries="2"),
+    )
+
+    # WHEN one record is put
+    with runtime(embedded_aws, tmp_path / "state") as pipeline:
+        put_records(embedded_aws, stack.stream, [b"one"])
+
+    # THEN it was tried three times, then written as an error document saying so
+    counts = pipeline.counts()["retried"]
+    assert counts["invocations"] == 3
+    assert counts["failed_invocations"] == 3
+    [document] = _error_documents(embedded_aws, stack.bucket, "processing-failed")
+    assert document["attemptsMade"] == 3
+    assert document["errorCode"] == "Lambda.FunctionError"
+
+
+def test_an_invocation_that_fails_once_is_retried_and_nothing_goes_to_errors(
+    embedded_aws: EmbeddedAws, tmp_path: Path
+) -> None:
+    # GIVEN a transform whose first invocation fails
+    stack = DirectStack(embedded_aws, tmp_path)
+    function = stack.function(
+        "flaky", HANDLER, {"MODE": "fail-once", "ATTEMPTS_FILE": str(tmp_path / "attempts")}
+    )
+    stack.delivery_stream(
+        "flaky",
+        Prefix="data/",
+        ErrorOutputPrefix="errors/!{firehose:error-output-type}/",
+        ProcessingConfiguration=lambda_processor(function),
+    )
+
+    # WHEN records are put
+    with runtime(embedded_aws, tmp_path / "state"):
+        put_records(embedded_aws, stack.stream, [b"a", b"b"])
+
+    # THEN the retry delivered both, and there are no error documents
+    data = b"".join(objects(embedded_aws, stack.bucket, "data/").values())
+    assert sorted(data.splitlines()) == [b"a", b"b"]
+    assert objects(embedded_aws, stack.bucket, "errors/") == {}
+
+
+def test_records_the_transform_marks_processing_failed_or_dropped(
+    embedded_aws: EmbeddedAws, tmp_path: Path
+) -> None:
+    # GIVEN two delivery streams: one transform fails every record, the other drops every record
+    stack = DirectStack(embedded_aws, tmp_path)
+    failing = stack.function("failing", HANDLER, {"MODE": "processing-failed"})
+    dropping = stack.function("dropping", HANDLER, {"MODE": "dropped"})
+    stack.delivery_stream(
+        "failing",
+        Prefix="failing/",
+        ErrorOutputPrefix="errors/!{firehose:error-output-type}/",
+        ProcessingConfiguration=lambda_processor(failing),
+    )
+    stack.delivery_stream(
+        "dropping",
+        Prefix="dropping/",
+        ErrorOutputPrefix="dropping-errors/",
+        ProcessingConfiguration=lambda_processor(dropping),
+    )
+
+    # WHEN records are put
+    with runtime(embedded_aws, tmp_path / "state") as pipeline:
+        put_records(embedded_aws, stack.stream, [b"x", b"y"])
+
+    # THEN failed records are error documents with Firehose's fields; dropped ones are nowhere
+    documents = _error_documents(embedded_aws, stack.bucket, "processing-failed")
+    assert sorted(base64.b64decode(str(d["rawData"])) for d in documents) == [b"x", b"y"]
+    assert {d["attemptsMade"] for d in documents} == {1}
+    counts = pipeline.counts()
+    assert counts["failing"]["processing-failed"] == 2
+    assert counts["dropping"]["dropped"] == 2
+    assert set(objects(embedded_aws, stack.bucket)) == set(objects(embedded_aws, stack.bucket, "errors/"))
