@@ -10,6 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from firehose.commands import demo as demo_command
 from firehose.commands import directory as directory_command
 from firehose.commands import export as export_command
 from firehose.commands import package as package_command
@@ -17,7 +18,14 @@ from firehose.commands import query as query_command
 from firehose.commands import transform as transform_command
 from firehose.errors import CommandError
 
-COMMAND_MODULES = (transform_command, directory_command, query_command, export_command, package_command)
+COMMAND_MODULES = (
+    demo_command,
+    transform_command,
+    directory_command,
+    query_command,
+    export_command,
+    package_command,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

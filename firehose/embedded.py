@@ -23,13 +23,16 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
+from moto import backends as moto_backends
 from moto.athena.models import athena_backends
 from moto.cloudformation import parsing as cfn_parsing
+from moto.core import responses as moto_core_responses
 from moto.core.common_models import CloudFormationModel
 from moto.firehose.models import firehose_backends
 from moto.glue.models import glue_backends
 from moto.kinesis.models import Record, Shard
 from moto.kms.models import Key as KmsKey
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 from moto.s3.models import FakeBucket, s3_backends
 from moto.server import ThreadedMotoServer
 
@@ -587,6 +590,36 @@ Shard.get_min_sequence_number = _min_sequence_number  # type: ignore[method-assi
 Shard.get_records = _get_records  # type: ignore[method-assign]
 
 register_models()
+
+
+# --- request routing: moto 5.2.5 lists its package directory from disk twice per request and matches
+# the host against every service's URL patterns; both answers are fixed for a running process, so they
+# are computed once. Measured: about +25% DynamoDB requests/s (the billing ledger makes one call per contact).
+_MOTO_MODULES = tuple(moto_backends.list_of_moto_modules())
+moto_backends.list_of_moto_modules = lambda: _MOTO_MODULES
+_backend_for_host = DomainDispatcherApplication.get_backend_for_host
+_BACKEND_BY_HOST: dict[str | None, Any] = {}
+
+
+def _cached_backend_for_host(self: DomainDispatcherApplication, host: str | None) -> Any:
+    if host not in _BACKEND_BY_HOST:
+        _BACKEND_BY_HOST[host] = _backend_for_host(self, host)
+    return _BACKEND_BY_HOST[host]
+
+
+DomainDispatcherApplication.get_backend_for_host = _cached_backend_for_host  # type: ignore[method-assign]
+_METHOD_NAMES: dict[type, list[str]] = {}
+_method_names_from_class = moto_core_responses.method_names_from_class  # type: ignore[attr-defined]
+
+
+def _cached_method_names(clazz: object) -> list[str]:
+    key = clazz if isinstance(clazz, type) else type(clazz)
+    if key not in _METHOD_NAMES:
+        _METHOD_NAMES[key] = _method_names_from_class(clazz)
+    return _METHOD_NAMES[key]
+
+
+moto_core_responses.method_names_from_class = _cached_method_names  # type: ignore[attr-defined]
 
 
 # --- the server ------------------------------------------------------------------------------------

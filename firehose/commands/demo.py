@@ -1,0 +1,386 @@
+"""``ctr-billing demo``: the whole pipeline on this machine, end to end, with simulated Connect traffic.
+
+    ctr-billing demo [--contacts N] [--seed S] [--input FILE] [--out DIR] [--buffer-interval SECONDS]
+
+Starts the embedded AWS, deploys ``cloudformation/template.yaml`` through its CloudFormation API,
+seeds the provider directory, puts CTRs into the Kinesis stream (500 per PutRecords), runs the local
+Firehose runtime until every delivery stream has drained, downloads the raw, vendor and lake buckets
+into DIR/raw, DIR/vendor, DIR/lake (keys kept as paths) and writes DIR/summary.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from firehose.embedded import DeployedStack, EmbeddedAws, StackDeployError, deploy_stack, lambda_zip
+from firehose.errors import CommandError
+from firehose.runtime import FirehoseRuntime, RuntimeFailure, default_options
+from firehose.simulator import ConnectSimulator, Provider, billing_settings
+
+DEFAULT_CONTACTS = 5_000
+DEFAULT_SEED = 7
+DEFAULT_OUT = Path("out/demo")
+DEFAULT_BUFFER_INTERVAL = 1.0
+PUT_BATCH = 500
+# Kinesis PutRecords limits: 5 MB per request, 1 MB per record (data + partition key).
+MAX_BATCH_BYTES = 5 * 1024 * 1024
+MAX_RECORD_BYTES = 1024 * 1024
+BUCKET_FOLDERS = {"raw": "RawBucket", "vendor": "VendorBucket", "lake": "LakeBucket"}
+STREAMS = ("RawDeliveryStream", "VendorDeliveryStream", "LakeDeliveryStream")
+
+
+def register(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "demo",
+        help="run the whole pipeline locally on simulated (or given) CTRs",
+        description=(
+            "Start an embedded AWS (moto on 127.0.0.1), deploy the CloudFormation template, put CTRs "
+            "into the Kinesis stream, run the local Firehose runtime until it drains, and download "
+            "the raw, vendor and lake buckets into --out."
+        ),
+    )
+    parser.add_argument("--contacts", type=_non_negative, default=DEFAULT_CONTACTS, help="simulated contacts")
+    parser.add_argument(
+        "--seed", type=int, default=DEFAULT_SEED, help="simulator seed (same seed, same CTRs)"
+    )
+    parser.add_argument(
+        "--input", type=Path, help="put each line of FILE (without its line ending) as one record, unchanged"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default: {DEFAULT_OUT})"
+    )
+    parser.add_argument(
+        "--buffer-interval",
+        type=float,
+        default=DEFAULT_BUFFER_INTERVAL,
+        help="cap every Firehose buffer interval at SECONDS for the demo (the template is unchanged)",
+    )
+    parser.set_defaults(handler=run)
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must not be negative")
+    return value
+
+
+# --- a running local pipeline (shared with ``serve``) ----------------------------------------------
+
+
+@dataclass
+class LocalPipeline:
+    aws: EmbeddedAws
+    stack: DeployedStack
+    runtime: FirehoseRuntime
+
+    def stream_name(self) -> str:
+        return self.stack.resources["ContactTraceRecordsStream"]
+
+    def function_environment(self, logical_id: str) -> dict[str, str]:
+        configuration = self.aws.client("lambda").get_function_configuration(
+            FunctionName=self.stack.resources[logical_id]
+        )
+        variables = (configuration.get("Environment") or {}).get("Variables") or {}
+        return {str(key): str(value) for key, value in variables.items()}
+
+
+def start_pipeline(state_dir: Path, build_dir: Path, buffer_interval: float | None) -> LocalPipeline:
+    aws = EmbeddedAws().start()
+    try:
+        stack = deploy_stack(aws, lambda_zip(build_dir))
+        runtime = FirehoseRuntime(
+            aws,
+            default_options(
+                state_dir / "state", log_dir=state_dir / "logs", buffer_interval_seconds=buffer_interval
+            ),
+        ).start()
+    except StackDeployError as error:
+        aws.stop()
+        raise CommandError(f"the stack did not deploy on the embedded AWS: {error}") from error
+    except BaseException:
+        aws.stop()
+        raise
+    return LocalPipeline(aws, stack, runtime)
+
+
+def seed_provider_directory(pipeline: LocalPipeline, providers: Iterable[Provider]) -> int:
+    """Hook: the provider directory's entries for the simulated providers, written with the directory
+    module's own checks (``firehose.directory.seed_directory``)."""
+    from firehose.directory import seed_directory
+
+    table = pipeline.stack.outputs.get("ProviderDirectoryTable") or pipeline.stack.resources.get(
+        "ProviderDirectoryTable"
+    )
+    if not table:
+        return 0
+    return seed_directory(pipeline.aws.client("dynamodb"), table, [p.directory_entry() for p in providers])
+
+
+# --- producing records -----------------------------------------------------------------------------
+
+
+def input_records(path: Path) -> Iterator[tuple[bytes, str]]:
+    """Each line of the file, without its line ending, as one record's bytes, unchanged."""
+    with path.open("rb") as source:
+        for number, line in enumerate(source, start=1):
+            data = line.rstrip(b"\n")
+            data = data.removesuffix(b"\r")
+            yield data, f"line-{number}"
+
+
+def put_all(
+    kinesis: Any, stream: str, records: Iterable[tuple[bytes, str]], progress: Callable[[int], None]
+) -> int:
+    """PutRecords in batches of 500 (and under 5 MB); records Kinesis refuses are retried."""
+    put = 0
+    batch: list[dict[str, Any]] = []
+    size = 0
+    for data, partition_key in records:
+        record_size = len(data) + len(partition_key.encode())
+        if record_size > MAX_RECORD_BYTES:
+            raise CommandError(f"record {put + len(batch) + 1} is over Kinesis's 1 MB record limit")
+        if batch and (len(batch) == PUT_BATCH or size + record_size > MAX_BATCH_BYTES):
+            put += _put_batch(kinesis, stream, batch)
+            progress(put)
+            batch, size = [], 0
+        batch.append({"Data": data, "PartitionKey": partition_key})
+        size += record_size
+    if batch:
+        put += _put_batch(kinesis, stream, batch)
+        progress(put)
+    return put
+
+
+def _put_batch(kinesis: Any, stream: str, batch: list[dict[str, Any]]) -> int:
+    pending = batch
+    for attempt in range(10):
+        response = kinesis.put_records(StreamName=stream, Records=pending)
+        if not response["FailedRecordCount"]:
+            return len(batch)
+        pending = [
+            record
+            for record, result in zip(pending, response["Records"], strict=True)
+            if "ErrorCode" in result
+        ]
+        time.sleep(0.05 * 2**attempt)
+    raise CommandError("Kinesis kept refusing records; giving up after 10 attempts")
+
+
+# --- results ---------------------------------------------------------------------------------------
+
+
+def download_bucket(s3: Any, bucket: str, target: Path) -> list[str]:
+    keys: list[str] = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for item in page.get("Contents", []):
+            key = item["Key"]
+            path = target / key
+            if not path.resolve().is_relative_to(target.resolve()):
+                raise CommandError(f"object key escapes the output folder in bucket {bucket}")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            s3.download_file(bucket, key, str(path))
+            keys.append(key)
+    return keys
+
+
+def count_lines(folder: Path, pattern: str, *, gzipped: bool) -> int:
+    total = 0
+    for path in sorted(folder.glob(pattern)):
+        if not path.is_file():
+            continue
+        opener = gzip.open if gzipped else open
+        with opener(path, "rb") as source:
+            total += sum(1 for _ in source)
+    return total
+
+
+def count_parquet_rows(folder: Path) -> int:
+    import pyarrow.parquet as pq
+
+    return sum(pq.ParquetFile(path).metadata.num_rows for path in sorted(folder.rglob("*.parquet")))
+
+
+def data_prefix(pipeline: LocalPipeline, logical_id: str) -> str:
+    """The folders of a delivery stream's data prefix before its first expression (e.g. ``billing/``)."""
+    description = pipeline.aws.client("firehose").describe_delivery_stream(
+        DeliveryStreamName=pipeline.stack.resources[logical_id]
+    )["DeliveryStreamDescription"]
+    prefix: str = description["Destinations"][0]["ExtendedS3DestinationDescription"].get("Prefix", "")
+    static = prefix.split("!{", 1)[0]
+    return static[: static.rfind("/") + 1]
+
+
+class Progress:
+    """One status line, rewritten in place on a terminal, every half second while the demo runs."""
+
+    def __init__(self, stream: TextIO, total: int | None, pipeline: LocalPipeline) -> None:
+        self._stream = stream
+        self._total = total
+        self._pipeline = pipeline
+        self.put = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._tty = stream.isatty()
+        self._last = 0.0
+
+    def __enter__(self) -> Progress:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._show(final=True)
+
+    def update(self, put: int) -> None:
+        self.put = put
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.5 if self._tty else 5.0):
+            self._show()
+
+    def _show(self, final: bool = False) -> None:
+        counts = self._pipeline.runtime.counts()
+        names = {self._pipeline.stack.resources[logical]: logical for logical in STREAMS}
+        parts = [
+            f"{names.get(name, name).removesuffix('DeliveryStream').lower()} {sum(c.get(k, 0) for k in ('delivered', 'dropped', 'processing-failed', 'format-conversion-failed'))}"
+            for name, c in sorted(counts.items())
+        ]
+        total = f"/{self._total}" if self._total is not None else ""
+        line = f"put {self.put}{total} records | delivered: {', '.join(parts)}"
+        if self._tty:
+            self._stream.write("\r" + line.ljust(100) + ("\n" if final else ""))
+        else:
+            self._stream.write(line + "\n")
+        self._stream.flush()
+
+
+def run(args: argparse.Namespace) -> int:
+    out: Path = args.out
+    if args.input is not None and not args.input.is_file():
+        raise CommandError(f"--input {args.input} is not a file")
+    if args.buffer_interval is not None and args.buffer_interval < 0:
+        raise CommandError("--buffer-interval must not be negative")
+    started = time.monotonic()
+    out.mkdir(parents=True, exist_ok=True)
+    for folder in ("raw", "vendor", "lake", "state", "logs"):
+        shutil.rmtree(out / folder, ignore_errors=True)
+    (out / "summary.json").unlink(missing_ok=True)
+
+    print("starting the embedded AWS and deploying cloudformation/template.yaml ...", file=sys.stderr)
+    build_dir = Path(tempfile.gettempdir()) / "ctr-billing-build"
+    pipeline = start_pipeline(out, build_dir, args.buffer_interval)
+    try:
+        summary = _run_pipeline(pipeline, args, out, started)
+    finally:
+        pipeline.runtime.stop(drain=False)
+        pipeline.aws.stop()
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    _print_summary(summary, out)
+    return 0
+
+
+def _run_pipeline(
+    pipeline: LocalPipeline, args: argparse.Namespace, out: Path, started: float
+) -> dict[str, Any]:
+    vendor_environment = pipeline.function_environment("TransformCsvFunction")
+    simulator: ConnectSimulator | None = None
+    if args.input is None:
+        simulator = ConnectSimulator(args.contacts, seed=args.seed, **billing_settings(vendor_environment))
+        seed_provider_directory(pipeline, simulator.providers)
+        records: Iterable[tuple[bytes, str]] = ((r.data, r.partition_key) for r in simulator.records())
+        total = None
+    else:
+        records = input_records(args.input)
+        total = None
+    print(
+        f"stack {pipeline.stack.name} deployed; putting records into {pipeline.stream_name()} ...",
+        file=sys.stderr,
+    )
+    kinesis = pipeline.aws.client("kinesis")
+    pipeline_started = time.monotonic()
+    with Progress(sys.stderr, total, pipeline) as progress:
+        records_put = put_all(kinesis, pipeline.stream_name(), records, progress.update)
+        try:
+            pipeline.runtime.drain(timeout=max(120.0, records_put / 100))
+        except RuntimeFailure as error:
+            raise CommandError(str(error)) from error
+    seconds = time.monotonic() - pipeline_started
+
+    s3 = pipeline.aws.client("s3")
+    for folder, logical_id in BUCKET_FOLDERS.items():
+        download_bucket(s3, pipeline.stack.resources[logical_id], out / folder)
+
+    names = {pipeline.stack.resources[logical]: logical for logical in STREAMS}
+    counts = pipeline.runtime.counts()
+    streams = {names.get(name, name): {"name": name, **count} for name, count in sorted(counts.items())}
+    vendor = streams.get("VendorDeliveryStream", {})
+    raw_prefix = data_prefix(pipeline, "RawDeliveryStream")
+    vendor_prefix = data_prefix(pipeline, "VendorDeliveryStream")
+    lake_prefix = data_prefix(pipeline, "LakeDeliveryStream")
+    summary: dict[str, Any] = {
+        "records_put": records_put,
+        "billable_expected": None,
+        "lake_rows_expected": None,
+        "vendor_rows": count_lines(out / "vendor" / vendor_prefix, "**/*", gzipped=False),
+        "lake_rows": count_parquet_rows(out / "lake" / lake_prefix),
+        "raw_records": count_lines(out / "raw" / raw_prefix, "**/*.gz", gzipped=True),
+        "processing_failed": vendor.get("processing-failed", 0),
+        "dropped": vendor.get("dropped", 0),
+        "streams": streams,
+        "seconds": round(seconds, 2),
+        "records_per_second": round(records_put / seconds, 1) if seconds > 0 else None,
+        "total_seconds": round(time.monotonic() - started, 2),
+        "source": str(args.input) if args.input is not None else "simulator",
+        "stack": {"name": pipeline.stack.name, "skipped_resource_types": list(pipeline.stack.skipped_types)},
+    }
+    if simulator is not None:
+        truth = simulator.truth
+        ledger = bool(vendor_environment.get("LEDGER_TABLE"))
+        # With the billing ledger the vendor gets one row per billable contact; without, one per version.
+        summary["billable_expected"] = truth.billable_contacts if ledger else truth.billable_records
+        summary["lake_rows_expected"] = truth.billable_records
+        summary["simulation"] = {"seed": args.seed, "contacts": args.contacts, **truth.as_dict()}
+    return summary
+
+
+def _print_summary(summary: dict[str, Any], out: Path) -> None:
+    rows = [
+        ("records put", summary["records_put"], ""),
+        ("raw records archived", summary["raw_records"], summary["records_put"]),
+        ("vendor CSV rows", summary["vendor_rows"], summary["billable_expected"]),
+        ("lake Parquet rows", summary["lake_rows"], summary["lake_rows_expected"]),
+        ("vendor processing-failed", summary["processing_failed"], ""),
+        ("vendor dropped (not billable / duplicates / not CTRs)", summary["dropped"], ""),
+    ]
+    width = max(len(label) for label, _, _ in rows)
+    lines = [f"{'':{width}}  {'actual':>9}  {'expected':>9}"]
+    for label, actual, expected in rows:
+        shown = "" if expected in ("", None) else str(expected)
+        mark = "" if shown == "" else ("  ok" if str(actual) == shown else "  MISMATCH")
+        lines.append(f"{label:{width}}  {actual!s:>9}  {shown:>9}{mark}")
+    lines.append(
+        f"{summary['records_put']} records in {summary['seconds']} s "
+        f"({summary['records_per_second']} records/s end to end; {summary['total_seconds']} s with start-up)"
+    )
+    lines += [
+        "",
+        f"raw archive (GZIP JSON lines):   {out / 'raw'}",
+        f"vendor CSV (and errors/):        {out / 'vendor'}",
+        f"data lake Parquet (and errors/): {out / 'lake'}",
+        f"transform logs:                  {out / 'logs'}",
+        f"summary:                         {out / 'summary.json'}",
+    ]
+    print("\n".join(lines))

@@ -1,0 +1,330 @@
+"""Connect traffic simulator: realistic telehealth contact trace records, deterministic with a seed.
+
+It generates CTRs (and the agent events that share the stream) one at a time, so memory does not grow
+with the number of contacts, and it keeps the truth as counters: which records are CTRs, which
+contacts are billable under given billing settings (decided from how each contact was generated, not
+by running the transform's rules), and how many versions of them were published.
+
+Phone numbers are from the fictional 555-01xx range.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import random
+import uuid
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+ACCOUNT = "111122223333"
+INSTANCE_ID = "0f6b7c1e-2d3a-4b5c-8d9e-0a1b2c3d4e5f"
+INSTANCE_ARN = f"arn:aws:connect:us-east-1:{ACCOUNT}:instance/{INSTANCE_ID}"
+DEFAULT_START = datetime(2026, 11, 2, 13, 0, tzinfo=UTC)
+
+
+class Kind(enum.Enum):
+    INBOUND_EXTENSION = "inbound_extension"  # patient dialled a provider's extension
+    INBOUND_QUEUE = "inbound_queue"  # routed through the queue to a provider
+    VOICEMAIL = "voicemail"  # left a voicemail, no provider connected
+    ABANDONED = "abandoned"  # hung up while queued
+    OUTBOUND = "outbound"  # provider called the patient
+    CALLBACK = "callback"  # queued callback reached the patient
+    TRANSFER = "transfer"  # two linked contacts: the first leg and the transferred leg
+    CHAT = "chat"
+    MONITOR = "monitor"  # a supervisor listening in
+
+
+DEFAULT_MIX: Mapping[Kind, float] = {
+    Kind.INBOUND_EXTENSION: 0.30,
+    Kind.INBOUND_QUEUE: 0.20,
+    Kind.VOICEMAIL: 0.08,
+    Kind.ABANDONED: 0.07,
+    Kind.OUTBOUND: 0.12,
+    Kind.CALLBACK: 0.05,
+    Kind.TRANSFER: 0.06,
+    Kind.CHAT: 0.07,
+    Kind.MONITOR: 0.05,
+}
+# Per contact: chance that Connect republishes its CTR with changed attributes, and the agent events
+# (no ContactId) that share the stream.
+DEFAULT_REPUBLISH_RATE = 0.04
+DEFAULT_AGENT_EVENT_RATE = 0.10
+
+
+@dataclass(frozen=True, slots=True)
+class Provider:
+    agent_id: str
+    username: str
+    extension: str
+
+    @property
+    def arn(self) -> str:
+        return f"{INSTANCE_ARN}/agent/{self.agent_id}"
+
+    def directory_entry(self) -> dict[str, str]:
+        return {"agentId": self.agent_id, "extension": self.extension, "username": self.username}
+
+
+@dataclass(frozen=True, slots=True)
+class SimulatedRecord:
+    data: bytes
+    partition_key: str
+
+
+@dataclass(slots=True)
+class Truth:
+    """What the simulator knows about what it generated, as counters (flat memory)."""
+
+    records: int = 0
+    ctr_records: int = 0
+    agent_events: int = 0
+    contacts: int = 0
+    # contacts billable under the settings, and the CTR records (every published version) of them
+    billable_contacts: int = 0
+    billable_records: int = 0
+    republished: int = 0
+    by_kind: Counter[str] = field(default_factory=Counter)
+    not_billable_by_kind: Counter[str] = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "records": self.records,
+            "ctr_records": self.ctr_records,
+            "agent_events": self.agent_events,
+            "contacts": self.contacts,
+            "billable_contacts": self.billable_contacts,
+            "billable_records": self.billable_records,
+            "republished": self.republished,
+            "contacts_by_kind": dict(sorted(self.by_kind.items())),
+        }
+
+
+def _timestamp(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class ConnectSimulator:
+    """``records()`` yields ``contacts`` contacts' CTRs (a transfer is two contacts) plus agent events
+    and republished updates, in the order Connect would publish them."""
+
+    def __init__(
+        self,
+        contacts: int,
+        *,
+        seed: int = 7,
+        mix: Mapping[Kind, float] = DEFAULT_MIX,
+        providers: int = 40,
+        start: datetime = DEFAULT_START,
+        billable_channels: frozenset[str] = frozenset({"VOICE"}),
+        min_billable_seconds: int = 0,
+        extension_attribute: str = "extensionNumber",
+        republish_rate: float = DEFAULT_REPUBLISH_RATE,
+        agent_event_rate: float = DEFAULT_AGENT_EVENT_RATE,
+    ) -> None:
+        if contacts < 0:
+            raise ValueError("contacts must not be negative")
+        self.contacts = contacts
+        self._seed = seed
+        self._mix = [(kind, weight) for kind, weight in mix.items() if weight > 0]
+        self._start = start
+        self._billable_channels = billable_channels
+        self._min_seconds = min_billable_seconds
+        self._attribute = extension_attribute
+        self._republish_rate = republish_rate
+        self._agent_event_rate = agent_event_rate
+        roster = random.Random(f"{seed}-providers")
+        self.providers = [
+            Provider(
+                agent_id=str(uuid.UUID(int=roster.getrandbits(128), version=4)),
+                username=f"provider.{index:03d}",
+                extension=str(1000 + index),
+            )
+            for index in range(providers)
+        ]
+        self.truth = Truth()
+
+    # --- generation --------------------------------------------------------------------------------
+
+    def records(self) -> Iterator[SimulatedRecord]:
+        self.truth = Truth()
+        rng = random.Random(self._seed)
+        kinds = [kind for kind, _ in self._mix]
+        weights = [weight for _, weight in self._mix]
+        clock = self._start
+        generated = 0
+        while generated < self.contacts:
+            clock += timedelta(seconds=rng.randint(5, 90))
+            kind = rng.choices(kinds, weights)[0]
+            if kind is Kind.TRANSFER and self.contacts - generated < 2:
+                kind = Kind.INBOUND_QUEUE
+            ctrs = self._contact(rng, kind, clock)
+            for ctr in ctrs:
+                generated += 1
+                yield from self._publish(rng, kind, ctr)
+            if rng.random() < self._agent_event_rate:
+                yield self._agent_event(rng, clock)
+
+    def _publish(self, rng: random.Random, kind: Kind, ctr: dict[str, Any]) -> Iterator[SimulatedRecord]:
+        truth = self.truth
+        billable = self._billable(ctr)
+        truth.contacts += 1
+        truth.by_kind[kind.value] += 1
+        if billable:
+            truth.billable_contacts += 1
+        else:
+            truth.not_billable_by_kind[kind.value] += 1
+        versions = [ctr]
+        if rng.random() < self._republish_rate:
+            # Connect republishes when attributes change after the contact: same ContactId, later update.
+            update = json.loads(json.dumps(ctr))
+            update["Attributes"] = {**(update.get("Attributes") or {}), "followUpBooked": "true"}
+            last = datetime.fromisoformat(ctr["LastUpdateTimestamp"])
+            update["LastUpdateTimestamp"] = _timestamp(last + timedelta(minutes=rng.randint(5, 120)))
+            versions.append(update)
+            truth.republished += 1
+        for version in versions:
+            truth.records += 1
+            truth.ctr_records += 1
+            if billable:
+                truth.billable_records += 1
+            yield SimulatedRecord(json.dumps(version, separators=(",", ":")).encode(), version["ContactId"])
+
+    def _billable(self, ctr: dict[str, Any]) -> bool:
+        """From the generated facts: channel, a provider connection, not a monitor, long enough."""
+        seconds = int(ctr.pop("_talk_seconds"))
+        if ctr["Channel"] not in self._billable_channels or not ctr.get("Agent"):
+            return False
+        if ctr["InitiationMethod"] == "MONITOR":
+            return False
+        return seconds >= self._min_seconds
+
+    def _agent_event(self, rng: random.Random, clock: datetime) -> SimulatedRecord:
+        provider = rng.choice(self.providers)
+        self.truth.records += 1
+        self.truth.agent_events += 1
+        event = {
+            "AWSAccountId": ACCOUNT,
+            "AgentARN": provider.arn,
+            "EventId": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+            "EventTimestamp": _timestamp(clock),
+            "EventType": rng.choice(["STATE_CHANGE", "HEART_BEAT", "LOGIN"]),
+            "InstanceARN": INSTANCE_ARN,
+            "CurrentAgentSnapshot": {"AgentStatus": {"Name": rng.choice(["Available", "Offline", "Lunch"])}},
+            "Version": "2017-10-01",
+        }
+        return SimulatedRecord(json.dumps(event, separators=(",", ":")).encode(), provider.agent_id)
+
+    # --- contacts ----------------------------------------------------------------------------------
+
+    def _contact(self, rng: random.Random, kind: Kind, clock: datetime) -> list[dict[str, Any]]:
+        if kind is Kind.TRANSFER:
+            first = self._ctr(rng, Kind.INBOUND_QUEUE, clock)
+            second_start = datetime.fromisoformat(first["DisconnectTimestamp"])
+            second = self._ctr(rng, Kind.INBOUND_QUEUE, second_start, method="TRANSFER")
+            first["NextContactId"] = second["ContactId"]
+            first["DisconnectReason"] = "CONTACT_FLOW_DISCONNECT"
+            first["TransferCompletedTimestamp"] = first["DisconnectTimestamp"]
+            second["PreviousContactId"] = first["ContactId"]
+            second["InitialContactId"] = first["ContactId"]
+            second["CustomerEndpoint"] = first["CustomerEndpoint"]
+            return [first, second]
+        return [self._ctr(rng, kind, clock)]
+
+    def _ctr(
+        self, rng: random.Random, kind: Kind, start: datetime, method: str | None = None
+    ) -> dict[str, Any]:
+        contact_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+        provider = rng.choice(self.providers)
+        phone = f"+1202555{rng.randint(100, 199):04d}"
+        channel = "CHAT" if kind is Kind.CHAT else "VOICE"
+        initiation_method = method or {
+            Kind.OUTBOUND: "OUTBOUND",
+            Kind.CALLBACK: "CALLBACK",
+            Kind.MONITOR: "MONITOR",
+            Kind.CHAT: "API",
+        }.get(kind, "INBOUND")
+        system = start + timedelta(seconds=rng.randint(0, 3))
+        connected_to_agent = kind not in (Kind.VOICEMAIL, Kind.ABANDONED)
+        queued = (
+            kind in (Kind.INBOUND_QUEUE, Kind.ABANDONED, Kind.CALLBACK, Kind.CHAT) or method == "TRANSFER"
+        )
+        wait = rng.randint(5, 240) if queued else rng.randint(1, 8)
+        talk = rng.randint(1, 1800) if rng.random() < 0.1 else rng.randint(60, 1500)
+        holds = rng.choice([0, 0, 0, 1, 2])
+        hold_seconds = sum(rng.randint(10, 120) for _ in range(holds))
+        connected = system + timedelta(seconds=wait)
+        if connected_to_agent:
+            disconnect = connected + timedelta(seconds=talk + hold_seconds)
+        elif kind is Kind.VOICEMAIL:
+            disconnect = connected + timedelta(seconds=rng.randint(20, 120))
+        else:
+            disconnect = system + timedelta(seconds=wait)
+        attributes: dict[str, str] = {"greetingPlayed": "true"}
+        if kind in (Kind.INBOUND_EXTENSION, Kind.VOICEMAIL):
+            attributes[self._attribute] = provider.extension
+        if kind is Kind.VOICEMAIL:
+            attributes["vm_flag"] = "1"
+        ctr: dict[str, Any] = {
+            "AWSAccountId": ACCOUNT,
+            "AWSContactTraceRecordFormatVersion": "2017-03-10",
+            "Agent": None,
+            "AgentConnectionAttempts": 1 if connected_to_agent else 0,
+            "Attributes": attributes,
+            "Channel": channel,
+            "ConnectedToSystemTimestamp": _timestamp(system),
+            "ContactId": contact_id,
+            "CustomerEndpoint": {"Address": phone, "Type": "TELEPHONE_NUMBER"}
+            if channel == "VOICE"
+            else None,
+            "DisconnectReason": rng.choice(["CUSTOMER_DISCONNECT", "AGENT_DISCONNECT"]),
+            "DisconnectTimestamp": _timestamp(disconnect),
+            "InitialContactId": None,
+            "InitiationMethod": initiation_method,
+            "InitiationTimestamp": _timestamp(start),
+            "InstanceARN": INSTANCE_ARN,
+            "LastUpdateTimestamp": _timestamp(disconnect + timedelta(seconds=rng.randint(30, 200))),
+            "MediaStreams": [{"Type": "CHAT" if channel == "CHAT" else "AUDIO"}],
+            "NextContactId": None,
+            "PreviousContactId": None,
+            "Queue": None,
+            "SystemEndpoint": {"Address": "+12025550100", "Type": "TELEPHONE_NUMBER"},
+            "TransferCompletedTimestamp": None,
+            "_talk_seconds": talk + hold_seconds,
+        }
+        if kind is Kind.ABANDONED:
+            ctr["DisconnectReason"] = "CUSTOMER_DISCONNECT"
+        if queued:
+            ctr["Queue"] = {
+                "ARN": f"{INSTANCE_ARN}/queue/9e8d7c6b-5a49-4382-a1b0-c9d8e7f6a5b4",
+                "Name": "Telehealth General",
+                "EnqueueTimestamp": _timestamp(system),
+                "DequeueTimestamp": _timestamp(connected),
+                "Duration": wait,
+            }
+        if connected_to_agent:
+            ctr["Agent"] = {
+                "ARN": provider.arn,
+                "Username": provider.username,
+                "ConnectedToAgentTimestamp": _timestamp(connected),
+                "CustomerHoldDuration": hold_seconds,
+                "NumberOfHolds": holds,
+                "LongestHoldDuration": hold_seconds,
+                "AgentInteractionDuration": talk,
+                "AfterContactWorkDuration": rng.randint(0, 90),
+                "RoutingProfile": {"Name": "Telehealth Providers"},
+            }
+        return ctr
+
+
+def billing_settings(environment: Mapping[str, str]) -> dict[str, Any]:
+    """The simulator's billing arguments from a transform function's environment (the stack's settings)."""
+    channels = environment.get("BILLABLE_CHANNELS", "VOICE")
+    return {
+        "billable_channels": frozenset(part.strip().upper() for part in channels.split(",") if part.strip()),
+        "min_billable_seconds": int(environment.get("MIN_BILLABLE_SECONDS") or 0),
+        "extension_attribute": environment.get("EXTENSION_ATTRIBUTE") or "extensionNumber",
+    }
