@@ -15,6 +15,7 @@ from firehose.commands import directory as directory_command
 from firehose.commands import export as export_command
 from firehose.commands import package as package_command
 from firehose.commands import query as query_command
+from firehose.commands import serve as serve_command
 from firehose.commands import transform as transform_command
 from firehose.errors import CommandError
 
@@ -25,6 +26,7 @@ COMMAND_MODULES = (
     query_command,
     export_command,
     package_command,
+    serve_command,
 )
 
 

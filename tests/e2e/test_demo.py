@@ -95,3 +95,69 @@ def test_demo_with_input_puts_each_line_unchanged(tmp_path: Path) -> None:
     assert sorted(archived) == sorted([*lines, b"not json at all"])
     assert summary["processing_failed"] == 1
     assert list((out / "vendor" / "errors" / "processing-failed").rglob("*"))
+
+
+def test_serve_runs_the_pipeline_until_interrupted(tmp_path: Path) -> None:
+    import os
+    import signal
+    import time
+
+    import boto3
+
+    # GIVEN ``ctr-billing serve`` running with short buffers
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "firehose.cli",
+            "serve",
+            "--state",
+            str(tmp_path / "state"),
+            "--buffer-interval",
+            "0.5",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    try:
+        assert process.stdout is not None
+        printed: list[str] = []
+        while not any(line.startswith("Ctrl-C") for line in printed):
+            line = process.stdout.readline()
+            assert line, "serve exited early"
+            printed.append(line.strip())
+        # WHEN a client configured from the printed environment puts a CTR
+        exports = dict(
+            line.removeprefix("export ").split("=", 1) for line in printed if line.startswith("export ")
+        )
+        outputs = dict(
+            line.split(": ", 1)
+            for line in printed
+            if line.count(": ") == 1 and not line.startswith("embedded")
+        )
+        session = boto3.session.Session(
+            aws_access_key_id=exports["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=exports["AWS_SECRET_ACCESS_KEY"],
+            region_name=exports["AWS_DEFAULT_REGION"],
+        )
+        endpoint = exports["AWS_ENDPOINT_URL"]
+        session.client("kinesis", endpoint_url=endpoint).put_record(
+            StreamName=outputs["ContactTraceRecordsStream"],
+            Data=EXAMPLES.read_bytes().splitlines()[0],
+            PartitionKey="p",
+        )
+        # THEN the raw archive receives it while serve keeps running
+        s3 = session.client("s3", endpoint_url=endpoint)
+        deadline = time.monotonic() + 60
+        while not s3.list_objects_v2(Bucket=outputs["ContactTraceRecordsBucket"], Prefix="ctr/").get(
+            "KeyCount"
+        ):
+            assert time.monotonic() < deadline, "nothing delivered"
+            time.sleep(0.2)
+        assert process.poll() is None
+    finally:
+        # and Ctrl-C stops it cleanly
+        os.kill(process.pid, signal.SIGINT)
+        assert process.wait(timeout=60) == 0
