@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from firehose import chaos_run
+from firehose.chaos import ChaosPlan
 from firehose.embedded import DeployedStack, EmbeddedAws, StackDeployError, deploy_stack, lambda_zip
 from firehose.errors import CommandError
 from firehose.runtime import FirehoseRuntime, RuntimeFailure, default_options
@@ -66,6 +68,12 @@ def register(subparsers: Any) -> None:
         default=DEFAULT_BUFFER_INTERVAL,
         help="cap every Firehose buffer interval at SECONDS for the demo (the template is unchanged)",
     )
+    parser.add_argument(
+        "--chaos",
+        type=int,
+        metavar="SEED",
+        help="inject seeded faults (S3, Kinesis, transform, 3 kills) and report lost / duplicate vendor rows",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -88,6 +96,13 @@ class LocalPipeline:
     def stream_name(self) -> str:
         return self.stack.resources["ContactTraceRecordsStream"]
 
+    def trim_delivered(self) -> int:
+        """Let the embedded Kinesis forget what every delivery stream has delivered (flat memory)."""
+        return sum(
+            self.aws.trim_kinesis(arn, positions)
+            for arn, positions in self.runtime.delivered_positions().items()
+        )
+
     def function_environment(self, logical_id: str) -> dict[str, str]:
         configuration = self.aws.client("lambda").get_function_configuration(
             FunctionName=self.stack.resources[logical_id]
@@ -96,16 +111,24 @@ class LocalPipeline:
         return {str(key): str(value) for key, value in variables.items()}
 
 
-def start_pipeline(state_dir: Path, build_dir: Path, buffer_interval: float | None) -> LocalPipeline:
+def start_pipeline(
+    state_dir: Path,
+    build_dir: Path,
+    buffer_interval: float | None,
+    chaos: ChaosPlan | None = None,
+    expected: int = 0,
+) -> LocalPipeline:
     aws = EmbeddedAws().start()
     try:
-        stack = deploy_stack(aws, lambda_zip(build_dir))
-        runtime = FirehoseRuntime(
-            aws,
-            default_options(
-                state_dir / "state", log_dir=state_dir / "logs", buffer_interval_seconds=buffer_interval
-            ),
-        ).start()
+        stack = deploy_stack(aws, lambda_zip(build_dir), parameters=chaos_run.stack_parameters(chaos))
+        options = default_options(
+            state_dir / "state", log_dir=state_dir / "logs", buffer_interval_seconds=buffer_interval
+        )
+        runtime = (
+            FirehoseRuntime(aws, options).start()
+            if chaos is None
+            else chaos_run.chaos_runtime(aws, options, chaos, expected)
+        )
     except StackDeployError as error:
         aws.stop()
         raise CommandError(f"the stack did not deploy on the embedded AWS: {error}") from error
@@ -248,8 +271,13 @@ class Progress:
         self.put = put
 
     def _run(self) -> None:
-        while not self._stop.wait(0.5 if self._tty else 5.0):
-            self._show()
+        interval = 0.5 if self._tty else 5.0
+        shown = time.monotonic()
+        while not self._stop.wait(0.5):
+            self._pipeline.trim_delivered()
+            if time.monotonic() - shown >= interval:
+                self._show()
+                shown = time.monotonic()
 
     def _show(self, final: bool = False) -> None:
         counts = self._pipeline.runtime.counts()
@@ -281,7 +309,10 @@ def run(args: argparse.Namespace) -> int:
 
     print("starting the embedded AWS and deploying cloudformation/template.yaml ...", file=sys.stderr)
     build_dir = Path(tempfile.gettempdir()) / "ctr-billing-build"
-    pipeline = start_pipeline(out, build_dir, args.buffer_interval)
+    if args.chaos is not None and args.input is not None:
+        raise CommandError("--chaos runs on simulated contacts; it cannot be combined with --input")
+    chaos = None if args.chaos is None else ChaosPlan(seed=args.chaos)
+    pipeline = start_pipeline(out, build_dir, args.buffer_interval, chaos, args.contacts)
     try:
         summary = _run_pipeline(pipeline, args, out, started)
     finally:
@@ -301,6 +332,8 @@ def _run_pipeline(
         simulator = ConnectSimulator(args.contacts, seed=args.seed, **billing_settings(vendor_environment))
         seed_provider_directory(pipeline, simulator.providers)
         records: Iterable[tuple[bytes, str]] = ((r.data, r.partition_key) for r in simulator.records())
+        tap = chaos_run.BillableTap(vendor_environment)
+        records = tap.records(records) if args.chaos is not None else records
         total = None
     else:
         records = input_records(args.input)
@@ -353,6 +386,8 @@ def _run_pipeline(
         summary["billable_expected"] = truth.billable_contacts if ledger else truth.billable_records
         summary["lake_rows_expected"] = truth.billable_records
         summary["simulation"] = {"seed": args.seed, "contacts": args.contacts, **truth.as_dict()}
+        if args.chaos is not None:
+            summary.update(chaos_run.chaos_summary(pipeline.runtime, tap, out / "vendor" / vendor_prefix))
     return summary
 
 
