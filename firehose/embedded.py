@@ -666,6 +666,30 @@ class EmbeddedAws:
     ) -> None:
         self.stop()
 
+    def trim_kinesis(self, stream_arn: str, delivered: Mapping[str, int]) -> int:
+        """Forget a stream's records up to the given sequence number per shard; returns how many.
+
+        A local stand-in for Kinesis retention that keeps the embedded AWS's memory flat: callers pass
+        the positions every delivery stream reading the stream has delivered. Delivery streams start at
+        LATEST as of their creation, so no delivery stream can ask for these records again.
+        """
+        from moto.kinesis.models import kinesis_backends
+
+        stream = kinesis_backends[ACCOUNT_ID][self.region].describe_stream(
+            stream_arn=stream_arn, stream_name=None
+        )
+        removed = 0
+        for shard in stream.shards.values():
+            limit = delivered.get(shard.shard_id)
+            if limit is None:
+                continue
+            records = shard.records
+            # Keep the newest record: moto numbers the next one from the last it holds.
+            while len(records) > 1 and (oldest := next(iter(records))) <= limit:
+                del records[oldest]
+                removed += 1
+        return removed
+
     @property
     def environment(self) -> dict[str, str]:
         """What points the AWS CLI, boto3 or a Lambda's own clients at this embedded AWS."""

@@ -115,6 +115,24 @@ class FirehoseRuntime:
     def counts(self) -> dict[str, dict[str, int]]:
         return {worker.config.name: worker.snapshot() for worker in self.workers}
 
+    def delivered_positions(self) -> dict[str, dict[str, int]]:
+        """Per source stream and shard, the sequence number up to which every delivery stream reading it
+        has delivered everything (the lowest of their checkpoints; a shard one of them has not
+        checkpointed yet is left out)."""
+        by_stream: dict[str, list[dict[str, int]]] = {}
+        for worker in self.workers:
+            watermarks = {
+                shard_id: progress.watermark
+                for shard_id, progress in list(worker.source.progress.items())
+                if progress.watermark is not None
+            }
+            by_stream.setdefault(worker.config.source_stream_arn, []).append(watermarks)
+        positions: dict[str, dict[str, int]] = {}
+        for arn, readers in by_stream.items():
+            shared = set.intersection(*(set(reader) for reader in readers))
+            positions[arn] = {shard: min(reader[shard] for reader in readers) for shard in shared}
+        return positions
+
     def pending(self) -> Mapping[str, int]:
         return {worker.config.name: worker.source.pending for worker in self.workers}
 
