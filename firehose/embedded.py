@@ -31,6 +31,7 @@ from moto.core.common_models import CloudFormationModel
 from moto.firehose.models import firehose_backends
 from moto.glue.models import glue_backends
 from moto.kinesis.models import Record, Shard
+from moto.kinesis.responses import KinesisResponse
 from moto.kms.models import Key as KmsKey
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 from moto.s3.models import FakeBucket, s3_backends
@@ -585,6 +586,34 @@ def _create_key(
 
 KmsKey.create_from_cloudformation_json = classmethod(_create_key)  # type: ignore[method-assign,assignment,arg-type]
 FakeBucket.get_permission = _bucket_permission  # type: ignore[method-assign]
+
+
+def _get_records_response(self: KinesisResponse) -> str:
+    """GetRecords answered with the JSON Kinesis returns, built directly: moto's generic serializer
+    costs about 0.1 ms per record, the largest cost of a local delivery stream's reads. Records keep the
+    base64 text they were put with; the arrival time is epoch seconds, as the JSON protocol sends it."""
+    next_iterator, records, millis_behind = self.kinesis_backend.get_records(
+        self._get_param("StreamARN"), self._get_param("ShardIterator"), self._get_param("Limit")
+    )
+    return json.dumps(
+        {
+            "NextShardIterator": next_iterator,
+            "Records": [
+                {
+                    "Data": record.data,
+                    "PartitionKey": record.partition_key,
+                    "SequenceNumber": str(record.sequence_number),
+                    "ApproximateArrivalTimestamp": record.created_at,
+                }
+                for record in records
+            ],
+            "MillisBehindLatest": millis_behind,
+        },
+        separators=(",", ":"),
+    )
+
+
+KinesisResponse.get_records = _get_records_response  # type: ignore[assignment,method-assign]
 Shard.get_max_sequence_number = _max_sequence_number  # type: ignore[method-assign]
 Shard.get_min_sequence_number = _min_sequence_number  # type: ignore[method-assign]
 Shard.get_records = _get_records  # type: ignore[method-assign]

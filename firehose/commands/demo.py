@@ -117,10 +117,14 @@ def start_pipeline(
     buffer_interval: float | None,
     chaos: ChaosPlan | None = None,
     expected: int = 0,
+    before_runtime: Callable[[EmbeddedAws, DeployedStack], None] | None = None,
 ) -> LocalPipeline:
+    """Embedded AWS, the deployed stack, then the runtime over it (``before_runtime`` runs in between)."""
     aws = EmbeddedAws().start()
     try:
         stack = deploy_stack(aws, lambda_zip(build_dir), parameters=chaos_run.stack_parameters(chaos))
+        if before_runtime is not None:
+            before_runtime(aws, stack)
         options = default_options(
             state_dir / "state", log_dir=state_dir / "logs", buffer_interval_seconds=buffer_interval
         )
