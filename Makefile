@@ -23,8 +23,7 @@ $(TOOLS_STAMP):
 	touch $@
 
 run: $(STAMP)
-	$(BIN)/ctr-billing transform --input firehose/data/example-ctrs.jsonl --format csv --output out/run/billing.csv
-	$(BIN)/ctr-billing transform --input firehose/data/example-ctrs.jsonl --format parquet --output out/run/billing.parquet
+	$(BIN)/ctr-billing demo --contacts 5000 --out out/demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

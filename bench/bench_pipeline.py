@@ -20,6 +20,7 @@ largest Lambda worker.
 from __future__ import annotations
 
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -52,6 +53,7 @@ def measure(contacts: int, variant: str) -> dict[str, Any]:
         build = Path(tempfile.gettempdir()) / "ctr-billing-build"
         simulator = ConnectSimulator(contacts, seed=1)
         records = ((record.data, record.partition_key) for record in simulator.records())
+        worker_rss = 0.0
         if variant == "put-only":
             with EmbeddedAws() as aws:
                 stack = deploy_stack(aws, lambda_zip(build))
@@ -69,6 +71,7 @@ def measure(contacts: int, variant: str) -> dict[str, Any]:
                 put = put_all(pipeline.aws.client("kinesis"), pipeline.stream_name(), records, trimming.tick)
                 pipeline.runtime.drain(timeout=3600)
                 seconds = time.perf_counter() - started
+                worker_rss = _lambda_worker_peak_rss_mb()
             finally:
                 pipeline.runtime.stop(drain=False)
                 pipeline.aws.stop()
@@ -79,7 +82,7 @@ def measure(contacts: int, variant: str) -> dict[str, Any]:
         "seconds": round(seconds, 2),
         "records_per_second": round(put / seconds, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "peak_rss_lambda_worker_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
+        "peak_rss_lambda_worker_mb": worker_rss,
     }
 
 
@@ -94,6 +97,21 @@ class _Trimmer:
         if time.monotonic() - self._last >= 0.5:
             self._pipeline.trim_delivered()
             self._last = time.monotonic()
+
+
+def _lambda_worker_peak_rss_mb() -> float:
+    """The largest peak RSS (VmHWM) of this process's Lambda workers, from /proc (Linux)."""
+    peak = 0
+    me = str(os.getpid())
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":", 1) for line in status.read_text().splitlines() if ":" in line)
+            command = (status.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if fields.get("PPid", "").strip() == me and b"lambda_worker" in command:
+            peak = max(peak, int(fields.get("VmHWM", "0 kB").split()[0]))
+    return round(peak / 1024, 1)
 
 
 def _ignore(_: int) -> None:
