@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import re
+import sys
 from functools import cache
 from typing import Any
 
@@ -24,6 +25,9 @@ from transform import handler
 from transform.batch import BatchTransformer
 from transform.columns import COLUMN_NAMES
 from transform.settings import OutputFormat, TransformSettings
+
+# Huge strings pass through as given; a cell may exceed the csv module's default 128 KiB field limit.
+csv.field_size_limit(sys.maxsize)
 
 FUZZ = settings(
     max_examples=150,
