@@ -147,6 +147,7 @@ class DeliveryStreamWorker:
             counts = dict(self.counts)
         counts["objects_written"] = counts.get("objects_written", 0)
         counts["s3_retries"] = self._writer.retries
+        counts["kinesis_read_errors"] = self.source.read_errors
         return counts
 
     # --- the loop ------------------------------------------------------------------------------------

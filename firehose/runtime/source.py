@@ -17,6 +17,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 
 @dataclass(frozen=True, slots=True)
 class SourceRecord:
@@ -92,6 +94,8 @@ class KinesisSource:
         self._iterators: dict[str, str | None] = {}
         self.progress: dict[str, ShardProgress] = {}
         self.caught_up = False
+        self.read_errors = 0
+        self._last_read: dict[str, str] = {}
 
     def _discover(self) -> None:
         shards: list[dict[str, Any]] = []
@@ -133,14 +137,28 @@ class KinesisSource:
         for shard_id, iterator in list(self._iterators.items()):
             if iterator is None:
                 continue
-            response = self._kinesis.get_records(
-                StreamARN=self._stream_arn, ShardIterator=iterator, Limit=self._limit
-            )
+            try:
+                response = self._kinesis.get_records(
+                    StreamARN=self._stream_arn, ShardIterator=iterator, Limit=self._limit
+                )
+            except (ClientError, BotoCoreError) as error:
+                # Throttling or a lost connection: read this shard again on the next poll. An expired
+                # iterator is reopened after the last record read, so nothing is skipped or re-read.
+                self.read_errors += 1
+                caught_up = False
+                if (
+                    isinstance(error, ClientError)
+                    and error.response["Error"]["Code"] == "ExpiredIteratorException"
+                ):
+                    self._iterators[shard_id] = self._iterator_after(shard_id)
+                continue
             self._iterators[shard_id] = response.get("NextShardIterator")
             batch = response["Records"]
             if batch or response.get("MillisBehindLatest", 0) > 0:
                 caught_up = False
             progress = self.progress[shard_id]
+            if batch:
+                self._last_read[shard_id] = batch[-1]["SequenceNumber"]
             for item in batch:
                 sequence = item["SequenceNumber"]
                 progress.read(int(sequence))
@@ -155,6 +173,24 @@ class KinesisSource:
                 )
         self.caught_up = caught_up
         return records
+
+    def _iterator_after(self, shard_id: str) -> str:
+        position = self._last_read.get(shard_id) or self._checkpoints.positions.get(shard_id)
+        if position is None:
+            response = self._kinesis.get_shard_iterator(
+                StreamARN=self._stream_arn,
+                ShardId=shard_id,
+                ShardIteratorType="AT_TIMESTAMP",
+                Timestamp=self._start_at,
+            )
+        else:
+            response = self._kinesis.get_shard_iterator(
+                StreamARN=self._stream_arn,
+                ShardId=shard_id,
+                ShardIteratorType="AFTER_SEQUENCE_NUMBER",
+                StartingSequenceNumber=position,
+            )
+        return str(response["ShardIterator"])
 
     def delivered(self, records: Iterable[SourceRecord]) -> None:
         progress = self.progress

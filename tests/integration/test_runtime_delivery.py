@@ -185,3 +185,58 @@ def test_records_that_do_not_match_the_glue_schema_go_to_format_conversion_faile
     assert sorted(base64.b64decode(d["rawData"]) for d in documents) == sorted(bad)
     assert {d["errorCode"] for d in documents} == {"DataFormatConversion.MalformedData"}
     assert all("many" not in d["errorMessage"] for d in documents)
+
+
+class _FailingReads:
+    """The embedded AWS, except that chosen GetRecords calls of every Kinesis client fail with an error."""
+
+    def __init__(self, aws: EmbeddedAws, failures: dict[int, str]) -> None:
+        self._aws = aws
+        self.region = aws.region
+        self._failures = failures
+        self._calls = 0
+
+    @property
+    def environment(self) -> dict[str, str]:
+        return self._aws.environment
+
+    def client(self, service: str, *, max_attempts: int = 3) -> object:
+        client = self._aws.client(service, max_attempts=max_attempts)
+        if service == "kinesis":
+            client.meta.events.register("before-call.kinesis.GetRecords", self._maybe_fail)
+        return client
+
+    def _maybe_fail(self, **_: object) -> object:
+        from botocore.awsrequest import AWSResponse
+
+        self._calls += 1
+        code = self._failures.get(self._calls)
+        if code is None:
+            return None
+        return AWSResponse("http://kinesis", 400, {}, None), {"Error": {"Code": code, "Message": "injected"}}
+
+
+def test_failed_kinesis_reads_are_retried_and_an_expired_iterator_is_reopened_without_gaps(
+    embedded_aws: EmbeddedAws, tmp_path: Path
+) -> None:
+    # GIVEN a runtime whose Kinesis reads fail: throttled once, then an expired iterator, once records flow
+    stack = DirectStack(embedded_aws, tmp_path)
+    stack.delivery_stream("resilient", Prefix="data/", ProcessingConfiguration=NEWLINE)
+    failing = _FailingReads(
+        embedded_aws, {3: "ProvisionedThroughputExceededException", 9: "ExpiredIteratorException"}
+    )
+    from firehose.runtime import FirehoseRuntime, default_options
+
+    first = [f"first-{n}".encode() for n in range(20)]
+    second = [f"second-{n}".encode() for n in range(20)]
+
+    # WHEN records arrive before and after the failures
+    with FirehoseRuntime(
+        failing, default_options(tmp_path / "state", buffer_interval_seconds=0.3, poll_seconds=0.05)
+    ) as pipeline:
+        put_records(embedded_aws, stack.stream, first)
+        wait_until(lambda: pipeline.counts()["resilient"]["kinesis_read_errors"] == 2)
+        put_records(embedded_aws, stack.stream, second)
+
+    # THEN every record is delivered exactly once
+    assert sorted(_lines(embedded_aws, stack.bucket, "data/")) == sorted(first + second)
