@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import shutil
 import signal
 import sys
 import tempfile
@@ -54,6 +55,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # A new embedded AWS starts empty: checkpoints of an earlier run name positions it never had.
+    shutil.rmtree(args.state / "state", ignore_errors=True)
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     print("starting the embedded AWS and deploying cloudformation/template.yaml ...", file=sys.stderr)
