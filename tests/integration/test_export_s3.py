@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -145,14 +146,16 @@ def queue_athena_result(endpoint: str, columns: list[str], rows: list[tuple[Any,
 @pytest.fixture
 def settlement_env(aws_env: str, s3: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
     athena = boto3.client("athena", region_name=REGION, endpoint_url=aws_env)
+    # moto's backends are per process, shared by every server a test session starts: a name of its own.
+    workgroup = f"settlement-{uuid.uuid4().hex[:8]}"
     athena.create_work_group(
-        Name="ctr-billing",
+        Name=workgroup,
         Configuration={
             "ResultConfiguration": {"OutputLocation": f"s3://{bucket(s3, 'athena-results')}/results/"}
         },
     )
     env = {
-        "ATHENA_WORKGROUP": "ctr-billing",
+        "ATHENA_WORKGROUP": workgroup,
         "GLUE_DATABASE": "ctr_billing",
         "VENDOR_BUCKET": bucket(s3, "vendor-lambda"),
         "BILLING_TIMEZONE": "America/New_York",
@@ -194,7 +197,9 @@ def test_scheduled_lambda_settles_yesterday_with_athena_into_the_vendor_bucket(
     athena = boto3.client("athena", region_name=REGION, endpoint_url=aws_env)
     executions = [
         athena.get_query_execution(QueryExecutionId=query_id)["QueryExecution"]
-        for query_id in athena.list_query_executions(WorkGroup="ctr-billing")["QueryExecutionIds"]
+        for query_id in athena.list_query_executions(WorkGroup=settlement_env["ATHENA_WORKGROUP"])[
+            "QueryExecutionIds"
+        ]
     ]
     assert len(executions) == 1
     assert executions[0]["Query"] == SETTLEMENT_SQL
