@@ -87,13 +87,17 @@ def measure(contacts: int, variant: str) -> dict[str, Any]:
 
 
 class _Trimmer:
-    """Between PutRecords calls, let the embedded Kinesis forget what every delivery stream delivered."""
+    """Between PutRecords calls, pace the producer as the demo does and let the embedded Kinesis forget
+    what every delivery stream delivered."""
 
     def __init__(self, pipeline: Any) -> None:
         self._pipeline = pipeline
         self._last = time.monotonic()
 
-    def tick(self, _: int) -> None:
+    def tick(self, put: int) -> None:
+        from firehose.commands.demo import hold_back
+
+        hold_back(self._pipeline, put)
         if time.monotonic() - self._last >= 0.5:
             self._pipeline.trim_delivered()
             self._last = time.monotonic()

@@ -30,7 +30,8 @@ from moto.core import responses as moto_core_responses
 from moto.core.common_models import CloudFormationModel
 from moto.firehose.models import firehose_backends
 from moto.glue.models import glue_backends
-from moto.kinesis.models import Record, Shard
+from moto.kinesis.models import Record, Shard, kinesis_backends
+from moto.kinesis.models import Stream as KinesisStream
 from moto.kinesis.responses import KinesisResponse
 from moto.kms.models import Key as KmsKey
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication
@@ -585,6 +586,44 @@ def _create_key(
 
 
 KmsKey.create_from_cloudformation_json = classmethod(_create_key)  # type: ignore[method-assign,assignment,arg-type]
+# --- Kinesis streams: moto 5.2.5's CloudFormation model ignores StreamModeDetails (an on-demand stream
+# gets one shard instead of the API's four) and StreamEncryption. The stream is created through the
+# backend's own API-level calls with both.
+
+
+def _create_stream(
+    cls: type[KinesisStream],
+    resource_name: str,
+    cloudformation_json: Any,
+    account_id: str,
+    region_name: str,
+    **kwargs: Any,
+) -> KinesisStream:
+    properties = _properties(cloudformation_json)
+    backend = kinesis_backends[account_id][region_name]
+    mode = properties.get("StreamModeDetails") or None
+    shard_count = properties.get("ShardCount")
+    stream: KinesisStream = backend.create_stream(
+        properties.get("Name") or resource_name,
+        int(shard_count) if shard_count is not None else None,  # type: ignore[arg-type]
+        stream_mode=mode,
+        retention_period_hours=properties.get("RetentionPeriodHours"),
+    )
+    tags = {tag["Key"]: tag["Value"] for tag in properties.get("Tags", [])}
+    if tags:
+        backend.add_tags_to_stream(stream_arn=None, stream_name=stream.stream_name, tags=tags)
+    encryption = properties.get("StreamEncryption")
+    if encryption:
+        backend.start_stream_encryption(
+            stream_arn=None,  # type: ignore[arg-type]
+            stream_name=stream.stream_name,
+            encryption_type=encryption["EncryptionType"],
+            key_id=encryption["KeyId"],
+        )
+    return stream
+
+
+KinesisStream.create_from_cloudformation_json = classmethod(_create_stream)  # type: ignore[method-assign,assignment,arg-type]
 FakeBucket.get_permission = _bucket_permission  # type: ignore[method-assign]
 
 

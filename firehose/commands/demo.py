@@ -40,6 +40,10 @@ MAX_BATCH_BYTES = 5 * 1024 * 1024
 MAX_RECORD_BYTES = 1024 * 1024
 BUCKET_FOLDERS = {"raw": "RawBucket", "vendor": "VendorBucket", "lake": "LakeBucket"}
 STREAMS = ("RawDeliveryStream", "VendorDeliveryStream", "LakeDeliveryStream")
+# Outcomes of a record in a delivery stream's counts.
+OUTCOMES = ("delivered", "dropped", "processing-failed", "format-conversion-failed", "partitioning-failed")
+# Records the producer may run ahead of the slowest delivery stream (the embedded Kinesis holds them).
+MAX_BACKLOG = 20_000
 
 
 def register(subparsers: Any) -> None:
@@ -95,6 +99,11 @@ class LocalPipeline:
 
     def stream_name(self) -> str:
         return self.stack.resources["ContactTraceRecordsStream"]
+
+    def slowest_processed(self) -> int:
+        """Records the slowest delivery stream has read and finished (delivered, dropped or errored)."""
+        counts = self.runtime.counts().values()
+        return min((sum(c.get(outcome, 0) for outcome in OUTCOMES) for c in counts), default=0)
 
     def trim_delivered(self) -> int:
         """Let the embedded Kinesis forget what every delivery stream has delivered (flat memory)."""
@@ -249,6 +258,20 @@ def data_prefix(pipeline: LocalPipeline, logical_id: str) -> str:
     return static[: static.rfind("/") + 1]
 
 
+def hold_back(pipeline: LocalPipeline, put: int, stall_seconds: float = 30.0) -> None:
+    """Wait while the slowest delivery stream is more than ``MAX_BACKLOG`` records behind ``put`` (and
+    let the embedded Kinesis forget what all have delivered). Gives up waiting if nothing moves for
+    ``stall_seconds``: pacing must never hang the producer."""
+    processed = pipeline.slowest_processed()
+    moved = time.monotonic()
+    while put - processed > MAX_BACKLOG and time.monotonic() - moved < stall_seconds:
+        pipeline.trim_delivered()
+        time.sleep(0.05)
+        now = pipeline.slowest_processed()
+        if now != processed:
+            processed, moved = now, time.monotonic()
+
+
 class Progress:
     """One status line, rewritten in place on a terminal, every half second while the demo runs."""
 
@@ -272,7 +295,10 @@ class Progress:
         self._show(final=True)
 
     def update(self, put: int) -> None:
+        """Called after each PutRecords; holds the producer back while the slowest delivery stream is
+        more than ``MAX_BACKLOG`` records behind, so memory stays flat however many contacts are put."""
         self.put = put
+        hold_back(self._pipeline, put)
 
     def _run(self) -> None:
         interval = 0.5 if self._tty else 5.0

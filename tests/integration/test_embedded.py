@@ -104,3 +104,20 @@ def test_objects_put_over_plain_http_are_not_denied_by_the_tls_only_bucket_polic
 
     # THEN it is there
     assert s3.get_object(Bucket=bucket, Key="ctr/probe")["Body"].read() == b"probe"
+
+
+def test_the_kinesis_stream_has_the_template_s_capacity_mode_and_encryption(
+    embedded_aws: EmbeddedAws, deployed: DeployedStack
+) -> None:
+    # GIVEN the template's stream
+    properties = load_template()["Resources"]["ContactTraceRecordsStream"]["Properties"]
+    # WHEN the deployed stream is described
+    stream = embedded_aws.client("kinesis").describe_stream(
+        StreamName=deployed.resources["ContactTraceRecordsStream"]
+    )["StreamDescription"]
+    key = embedded_aws.client("kms").describe_key(KeyId=deployed.resources["BillingKey"])["KeyMetadata"]
+    # THEN it is encrypted with the stack's key, with the API's shard count for its mode
+    assert stream["EncryptionType"] == properties["StreamEncryption"]["EncryptionType"]
+    assert stream["KeyId"] in (key["Arn"], key["KeyId"])
+    expected_shards = 4 if deployed.parameters.get("KinesisStreamMode", "ON_DEMAND") == "ON_DEMAND" else 1
+    assert len(stream["Shards"]) == expected_shards
