@@ -31,11 +31,18 @@ def run(names: list[str]) -> int:
     for module_name in selected:
         print(f"== {module_name}", flush=True)
         started = time.perf_counter()
+        arguments = sys.argv
+        sys.argv = [module_name]  # each benchmark reads its own defaults, not the runner's filter words
         try:
-            importlib.import_module(module_name).main()
+            status = importlib.import_module(module_name).main()
         except Exception:
             traceback.print_exc()
             failed.append(module_name)
+        else:
+            if status:
+                failed.append(module_name)
+        finally:
+            sys.argv = arguments
         print(f"   ({time.perf_counter() - started:.1f} s)\n", flush=True)
     if failed:
         print(f"benchmarks that failed: {', '.join(failed)}", file=sys.stderr)
