@@ -517,6 +517,15 @@ def register_models() -> None:
 # iterator format; this also makes reads safe while another server thread appends to the shard.
 
 
+def _untracked_record(cls: type[Record], *args: Any, **kwargs: Any) -> Record:
+    # moto keeps every model instance in a class-wide list (for its dashboard); a Kinesis record must
+    # be freed once the shard forgets it, or memory grows with every record ever put.
+    return object.__new__(cls)
+
+
+Record.__new__ = staticmethod(_untracked_record)  # type: ignore[assignment,method-assign]
+
+
 def _max_sequence_number(self: Shard) -> int:
     return next(reversed(self.records)) if self.records else 0
 
