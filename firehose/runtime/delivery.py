@@ -216,6 +216,8 @@ class DeliveryStreamWorker:
             for document in processed.errors:
                 self._add_error(document)
             self._route(processed.outputs)
+            self._flush(force=False)  # destination intervals keep running during a long backlog
+            self.source.checkpoint()
         self._pending_since = time.monotonic()
 
     def _route(self, outputs: list[Output]) -> None:

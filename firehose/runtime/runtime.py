@@ -105,8 +105,9 @@ class FirehoseRuntime:
             if drain and self.workers:
                 self.drain(timeout)
         finally:
-            if not drain:
-                self._abort.set()
+            # After a drain nothing is pending; otherwise writes still being retried give up (their
+            # records stay unacknowledged and are read again from the checkpoint on restart).
+            self._abort.set()
             for worker in self.workers:
                 worker.stop()
             for function in self._functions.values():
