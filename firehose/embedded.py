@@ -22,6 +22,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import boto3
+import moto
 from botocore.config import Config
 from moto import backends as moto_backends
 from moto.athena.models import athena_backends
@@ -40,6 +41,13 @@ from moto.server import ThreadedMotoServer
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudformation import CloudFormationClient
+
+MOTO_VERSION = "5.2.5"  # the models and patches below are written against this version (pinned)
+if moto.__version__ != MOTO_VERSION:  # pragma: no cover - guards an unpinned install
+    raise ImportError(
+        f"firehose.embedded is written against moto {MOTO_VERSION}, found {moto.__version__}; "
+        "install the version pinned in pyproject.toml"
+    )
 
 REGION = "us-east-1"
 ACCOUNT_ID = "123456789012"  # moto's default account

@@ -56,21 +56,35 @@ def register(subparsers: Any) -> None:
             "the raw, vendor and lake buckets into --out."
         ),
     )
-    parser.add_argument("--contacts", type=_non_negative, default=DEFAULT_CONTACTS, help="simulated contacts")
     parser.add_argument(
-        "--seed", type=int, default=DEFAULT_SEED, help="simulator seed (same seed, same CTRs)"
+        "--contacts",
+        metavar="N",
+        type=_non_negative,
+        default=DEFAULT_CONTACTS,
+        help=f"simulated contacts (default: {DEFAULT_CONTACTS})",
     )
     parser.add_argument(
-        "--input", type=Path, help="put each line of FILE (without its line ending) as one record, unchanged"
+        "--seed",
+        metavar="S",
+        type=int,
+        default=DEFAULT_SEED,
+        help=f"simulator seed (default: {DEFAULT_SEED}; same seed, same CTRs)",
     )
     parser.add_argument(
-        "--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default: {DEFAULT_OUT})"
+        "--input",
+        metavar="FILE",
+        type=Path,
+        help="put each line of FILE (without its line ending) as one record, unchanged",
+    )
+    parser.add_argument(
+        "--out", metavar="DIR", type=Path, default=DEFAULT_OUT, help=f"output folder (default: {DEFAULT_OUT})"
     )
     parser.add_argument(
         "--buffer-interval",
+        metavar="SECONDS",
         type=float,
         default=DEFAULT_BUFFER_INTERVAL,
-        help="cap every Firehose buffer interval at SECONDS for the demo (the template is unchanged)",
+        help=f"cap every Firehose buffer interval for the demo (default: {DEFAULT_BUFFER_INTERVAL}; the template is unchanged)",
     )
     parser.add_argument(
         "--chaos",

@@ -36,12 +36,14 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--state",
+        metavar="DIR",
         type=Path,
         default=DEFAULT_STATE,
         help=f"checkpoints and Lambda logs (default: {DEFAULT_STATE})",
     )
     parser.add_argument(
         "--buffer-interval",
+        metavar="SECONDS",
         type=float,
         default=None,
         help="cap every Firehose buffer interval at SECONDS (default: the template's intervals)",
