@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -210,3 +211,34 @@ def test_records_the_transform_marks_processing_failed_or_dropped(
     assert counts["failing"]["processing-failed"] == 2
     assert counts["dropping"]["dropped"] == 2
     assert set(objects(embedded_aws, stack.bucket)) == set(objects(embedded_aws, stack.bucket, "errors/"))
+
+
+def test_a_record_without_the_partition_keys_its_prefix_needs_goes_to_partitioning_failed(
+    embedded_aws: EmbeddedAws, tmp_path: Path
+) -> None:
+    # GIVEN dynamic partitioning on keys the transform does not return, and a random string in the error prefix
+    stack = DirectStack(embedded_aws, tmp_path)
+    function = stack.function("no-keys", HANDLER)
+    stack.delivery_stream(
+        "partitioned",
+        Prefix="rows/day=!{partitionKeyFromLambda:day}/",
+        ErrorOutputPrefix="errors/!{firehose:error-output-type}/!{firehose:random-string}/",
+        DynamicPartitioningConfiguration={"Enabled": True},
+        ProcessingConfiguration=lambda_processor(function),
+    )
+
+    # WHEN records are put
+    with runtime(embedded_aws, tmp_path / "state") as pipeline:
+        put_records(embedded_aws, stack.stream, [b"p", b"q"])
+
+    # THEN nothing is delivered as data; both records are partitioning-failed error documents
+    assert objects(embedded_aws, stack.bucket, "rows/") == {}
+    found = objects(embedded_aws, stack.bucket, "errors/partitioning-failed/")
+    assert found
+    for key in found:
+        assert re.fullmatch(
+            r"errors/partitioning-failed/[A-Za-z0-9]{11}/partitioned-1-\d{4}(-\d\d){5}-[0-9a-f-]{36}", key
+        )
+    documents = [json.loads(line) for body in found.values() for line in body.splitlines()]
+    assert sorted(base64.b64decode(d["rawData"]) for d in documents) == [b"p\n", b"q\n"]
+    assert pipeline.counts()["partitioned"]["partitioning-failed"] == 2
