@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+import shutil
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,6 @@ from tests.lake_samples import (
     FORMULA_EXTENSION,
     NEW_YORK,
     LakeSample,
-    build_lake,
     duration,
     extension,
     local_day,
@@ -37,17 +36,6 @@ from transform.settlement_aws import settlement_day
 
 DAYS = (date(2026, 11, 1), date(2026, 11, 2), date(2026, 11, 3))
 NOW = datetime(2026, 11, 4, 5, 10, tzinfo=UTC)
-
-
-@pytest.fixture(scope="module")
-def sample(tmp_path_factory: pytest.TempPathFactory) -> LakeSample:
-    return build_lake(tmp_path_factory.mktemp("demo") / "lake")
-
-
-@pytest.fixture(scope="module")
-def lake(sample: LakeSample) -> Iterator[LocalLake]:
-    with LocalLake(sample.root) as local:
-        yield local
 
 
 @pytest.fixture
@@ -269,15 +257,16 @@ def test_cli_export_writes_the_files_and_a_rerun_is_byte_identical(
 
 
 def test_cli_export_defaults_to_settled_beside_the_lake_and_honours_csv_columns(
-    sample: LakeSample, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    sample: LakeSample, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # GIVEN CSV_COLUMNS picking two columns, UTC
+    # GIVEN a copy of the lake (the shared one must not gain a settled/ folder) and CSV_COLUMNS, UTC
+    lake_copy = shutil.copytree(sample.root, tmp_path / "lake")
     monkeypatch.setenv("CSV_COLUMNS", "contact_id,duration_seconds")
     monkeypatch.delenv("BILLING_TIMEZONE", raising=False)
     # WHEN exported without --to
-    assert run_cli(["export", "--date", "2026-11-03", "--lake", str(sample.root)], capsys)[0] == 0
+    assert run_cli(["export", "--date", "2026-11-03", "--lake", str(lake_copy)], capsys)[0] == 0
     # THEN the files are in settled/ beside the lake, with those columns
-    body = (sample.root.parent / "settled" / "billing-2026-11-03.csv").read_text()
+    body = (tmp_path / "settled" / "billing-2026-11-03.csv").read_text()
     lines = [line.split(",") for line in body.splitlines()]
     assert lines[0] == ["contact_id", "duration_seconds"]
     expected = {

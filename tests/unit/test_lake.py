@@ -4,7 +4,6 @@ realistic CTRs whose answers are computed independently from the CTRs themselves
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
@@ -17,24 +16,12 @@ from firehose.lake import LakeError, LocalLake, named_queries, parquet_files
 from tests.lake_samples import (
     FORMULA_EXTENSION,
     LakeSample,
-    build_lake,
     call_type,
     duration,
     extension,
     parse_ts,
 )
 from transform.columns import COLUMN_NAMES, COLUMNS, LAKE_TABLE, PARTITION_KEYS, arrow_schema
-
-
-@pytest.fixture(scope="module")
-def sample(tmp_path_factory: pytest.TempPathFactory) -> LakeSample:
-    return build_lake(tmp_path_factory.mktemp("demo") / "lake")
-
-
-@pytest.fixture(scope="module")
-def lake(sample: LakeSample) -> Iterator[LocalLake]:
-    with LocalLake(sample.root) as local:
-        yield local
 
 
 def minutes(seconds: int) -> Decimal:

@@ -10,12 +10,7 @@ import pytest
 
 from firehose.cli import main
 from firehose.lake import DEFAULT_LAKE
-from tests.lake_samples import FORMULA_EXTENSION, LakeSample, build_lake, duration, extension
-
-
-@pytest.fixture(scope="module")
-def sample(tmp_path_factory: pytest.TempPathFactory) -> LakeSample:
-    return build_lake(tmp_path_factory.mktemp("demo") / "lake")
+from tests.lake_samples import FORMULA_EXTENSION, LakeSample, duration, extension
 
 
 def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
