@@ -6,12 +6,32 @@ streams, Glue databases and tables, Athena work groups and named queries, S3 buc
 creates the resource in moto's own backend, so the APIs describe exactly what the template declared.
 Written against moto 5.2.5 (pinned in pyproject.toml): moto builds its model map from
 ``CloudFormationModel.__subclasses__()`` behind an ``lru_cache``, which is cleared after registration.
+
+Two ways to run it, same HTTP API:
+
+* ``EmbeddedAws()`` serves from a thread of this process (tests: fast to start, and a test may change
+  moto's process-wide settings, e.g. IAM enforcement);
+* ``EmbeddedAws(isolated=True)`` serves from a child process (``ctr-billing demo`` / ``serve`` and the
+  benchmark): this module is imported there, so the models and patches below are registered in the
+  process that serves, and the caller's process holds only its clients. Its memory is then the
+  pipeline's own, while everything the embedded AWS stores (objects, items, records) is counted in the
+  child (``peak_rss_mb``). The child ignores Ctrl-C and serves until its stdin closes, i.e. until
+  ``stop()`` or the caller's exit, so ``serve`` can still drain after Ctrl-C and no server is orphaned.
+
+The one call that reaches into moto's backends on the caller's behalf, forgetting consumed Kinesis
+records (``trim_kinesis``), is a control route of the server (``POST /_ctr-billing/kinesis/trim``),
+so it works across the process boundary and the same way in both modes.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import select
+import signal
+import subprocess
+import sys
 import time
 import urllib.request
 import warnings
@@ -38,6 +58,8 @@ from moto.kms.models import Key as KmsKey
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 from moto.s3.models import FakeBucket, s3_backends
 from moto.server import ThreadedMotoServer
+
+from firehose.runtime.lambda_invoker import process_peak_rss_mb
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudformation import CloudFormationClient
@@ -707,41 +729,163 @@ def _cached_method_names(clazz: object) -> list[str]:
 moto_core_responses.method_names_from_class = _cached_method_names  # type: ignore[attr-defined]
 
 
+# --- control route: forgetting consumed Kinesis records, served by the process that holds them --------
+TRIM_PATH = "/_ctr-billing/kinesis/trim"
+
+
+def trim_shards(region: str, stream_arn: str, delivered: Mapping[str, int]) -> int:
+    """Forget a stream's records up to the given sequence number per shard (in this process's moto
+    backend); returns how many. The newest record of a shard is kept: moto numbers the next from it."""
+    stream = kinesis_backends[ACCOUNT_ID][region].describe_stream(stream_arn=stream_arn, stream_name=None)
+    removed = 0
+    for shard in stream.shards.values():
+        limit = delivered.get(shard.shard_id)
+        if limit is None:
+            continue
+        records = shard.records
+        while len(records) > 1 and (oldest := next(iter(records))) <= int(limit):
+            del records[oldest]
+            removed += 1
+    return removed
+
+
+_dispatch = DomainDispatcherApplication.__call__
+
+
+def _dispatch_with_control(
+    self: DomainDispatcherApplication, environ: dict[str, Any], start_response: Any
+) -> Any:
+    if environ.get("PATH_INFO") != TRIM_PATH:
+        return _dispatch(self, environ, start_response)
+    status, answer = "200 OK", dict[str, Any]()
+    try:
+        if environ.get("REQUEST_METHOD") != "POST":
+            raise ValueError("POST only")
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = json.loads(environ["wsgi.input"].read(length) or b"{}")
+        answer = {"removed": trim_shards(body.get("region", REGION), body["stream_arn"], body["delivered"])}
+    except Exception as error:  # answered as a 400, like any bad request
+        status, answer = "400 Bad Request", {"error": type(error).__name__}
+    payload = json.dumps(answer).encode()
+    start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))])
+    return [payload]
+
+
+DomainDispatcherApplication.__call__ = _dispatch_with_control  # type: ignore[method-assign]
+
+
 # --- the server ------------------------------------------------------------------------------------
 
 
-class EmbeddedAws:
-    """A moto server on 127.0.0.1 at a free port. moto's backends are process-wide, so the server is
-    reset when it starts: one embedded AWS per process at a time."""
+def _quiet_moto() -> None:
+    # werkzeug logs one line per request: noise, and request paths carry object keys.
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    # moto warns for every resource type it skips; deploy_stack reports them instead.
+    logging.getLogger("moto").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message="Tried to parse", category=UserWarning)
 
-    def __init__(self, region: str = REGION) -> None:
+
+def _start_server() -> tuple[ThreadedMotoServer, str]:
+    _quiet_moto()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    return server, f"http://{host}:{port}"
+
+
+def serve_until_stdin_closes() -> None:
+    """The isolated server's process: serve, print the endpoint as one line, stop when stdin closes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop (serve drains first)
+    server, endpoint = _start_server()
+    print(endpoint, flush=True)
+    try:
+        while sys.stdin.buffer.read(4096):
+            pass
+    finally:
+        server.stop()
+
+
+class EmbeddedAwsError(RuntimeError):
+    pass
+
+
+class EmbeddedAws:
+    """A moto server on 127.0.0.1 at a free port, in a thread of this process or (``isolated=True``) in
+    a child process. moto's backends are process-wide, so an in-thread server is reset when it starts:
+    one in-thread embedded AWS per process at a time."""
+
+    def __init__(self, region: str = REGION, *, isolated: bool = False, start_timeout: float = 60.0) -> None:
         self.region = region
+        self.isolated = isolated
+        self._start_timeout = start_timeout
         self._server: ThreadedMotoServer | None = None
+        self._process: subprocess.Popen[bytes] | None = None
         self.endpoint = ""
 
+    @property
+    def running(self) -> bool:
+        return self._server is not None or self._process is not None
+
+    @property
+    def pid(self) -> int:
+        """The process that serves (this one unless isolated)."""
+        return self._process.pid if self._process is not None else os.getpid()
+
     def start(self) -> EmbeddedAws:
-        # werkzeug logs one line per request: noise, and request paths carry object keys.
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        # moto warns for every resource type it skips; deploy_stack reports them instead.
-        logging.getLogger("moto").setLevel(logging.ERROR)
-        warnings.filterwarnings("ignore", message="Tried to parse", category=UserWarning)
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        server.start()
-        host, port = server.get_host_and_port()
-        self._server = server
-        self.endpoint = f"http://{host}:{port}"
+        if self.isolated:
+            self.endpoint = self._start_process()
+        else:
+            self._server, self.endpoint = _start_server()
         request = urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")  # noqa: S310
         with urllib.request.urlopen(request, timeout=10):  # noqa: S310 - our own server on 127.0.0.1
             pass
         return self
 
+    def _start_process(self) -> str:
+        environment = dict(os.environ)
+        environment["PYTHONPATH"] = os.pathsep.join(entry for entry in sys.path if entry)
+        process = subprocess.Popen(  # this interpreter, a fixed module
+            [sys.executable, "-c", "from firehose.embedded import serve_until_stdin_closes as s; s()"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=environment,
+        )
+        self._process = process
+        assert process.stdout is not None
+        deadline = time.monotonic() + self._start_timeout
+        line = b""
+        while not line.endswith(b"\n"):
+            remaining = deadline - time.monotonic()
+            ready, _, _ = select.select([process.stdout], [], [], max(0.0, remaining))
+            chunk = os.read(process.stdout.fileno(), 256) if ready else b""
+            if not chunk:
+                self.stop()
+                raise EmbeddedAwsError("the embedded AWS process did not start")
+            line += chunk
+        return line.decode().strip()
+
     def stop(self) -> None:
         if self._server is not None:
             self._server.stop()
             self._server = None
+        process, self._process = self._process, None
+        if process is not None:
+            if process.stdin is not None:
+                process.stdin.close()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+            if process.stdout is not None:
+                process.stdout.close()
+
+    def peak_rss_mb(self) -> float | None:
+        """Peak RSS of the process that serves, while it runs (Linux); None if unknown."""
+        return process_peak_rss_mb(self.pid)
 
     def __enter__(self) -> EmbeddedAws:
-        return self.start() if self._server is None else self
+        return self.start() if not self.running else self
 
     def __exit__(
         self,
@@ -756,23 +900,20 @@ class EmbeddedAws:
 
         A local stand-in for Kinesis retention that keeps the embedded AWS's memory flat: callers pass
         the positions every delivery stream reading the stream has delivered. Delivery streams start at
-        LATEST as of their creation, so no delivery stream can ask for these records again.
+        LATEST as of their creation, so no delivery stream can ask for these records again. Sent to the
+        server's control route (``TRIM_PATH``), so it works whichever process serves.
         """
-        from moto.kinesis.models import kinesis_backends
-
-        stream = kinesis_backends[ACCOUNT_ID][self.region].describe_stream(
-            stream_arn=stream_arn, stream_name=None
+        body = json.dumps(
+            {"region": self.region, "stream_arn": stream_arn, "delivered": dict(delivered)}
+        ).encode()
+        request = urllib.request.Request(  # noqa: S310 - our own server on 127.0.0.1
+            f"{self.endpoint}{TRIM_PATH}",
+            data=body,
+            method="POST",
+            headers={"Content-Type": "application/json"},
         )
-        removed = 0
-        for shard in stream.shards.values():
-            limit = delivered.get(shard.shard_id)
-            if limit is None:
-                continue
-            records = shard.records
-            # Keep the newest record: moto numbers the next one from the last it holds.
-            while len(records) > 1 and (oldest := next(iter(records))) <= limit:
-                del records[oldest]
-                removed += 1
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+            removed: int = json.loads(response.read())["removed"]
         return removed
 
     @property

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import resource
 import shutil
 import sys
 import tempfile
@@ -126,6 +127,16 @@ class LocalPipeline:
             for arn, positions in self.runtime.delivered_positions().items()
         )
 
+    def memory(self) -> dict[str, float | None]:
+        """Peak RSS (MiB) so far of this process, of the largest Lambda worker, and of the embedded AWS
+        (None when it serves from this process)."""
+        workers = self.runtime.lambda_peak_rss_mb().values()
+        return {
+            "pipeline_process_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "lambda_worker_mb": max(workers, default=None),
+            "embedded_aws_mb": self.aws.peak_rss_mb() if self.aws.isolated else None,
+        }
+
     def function_environment(self, logical_id: str) -> dict[str, str]:
         configuration = self.aws.client("lambda").get_function_configuration(
             FunctionName=self.stack.resources[logical_id]
@@ -141,9 +152,15 @@ def start_pipeline(
     chaos: ChaosPlan | None = None,
     expected: int = 0,
     before_runtime: Callable[[EmbeddedAws, DeployedStack], None] | None = None,
+    *,
+    isolated: bool = True,
 ) -> LocalPipeline:
-    """Embedded AWS, the deployed stack, then the runtime over it (``before_runtime`` runs in between)."""
-    aws = EmbeddedAws().start()
+    """Embedded AWS, the deployed stack, then the runtime over it (``before_runtime`` runs in between).
+
+    The embedded AWS runs in a child process by default (``isolated``): this process then talks to it
+    only over HTTP, as to real AWS, uses a core of its own for the runtime, and its memory is the
+    pipeline's alone; what the embedded AWS stores grows with the data in the child."""
+    aws = EmbeddedAws(isolated=isolated).start()
     try:
         stack = deploy_stack(aws, lambda_zip(build_dir), parameters=chaos_run.stack_parameters(chaos))
         if before_runtime is not None:
@@ -395,6 +412,7 @@ def _run_pipeline(
         except RuntimeFailure as error:
             raise CommandError(str(error)) from error
     seconds = time.monotonic() - pipeline_started
+    memory = pipeline.memory()  # before the downloads below
 
     s3 = pipeline.aws.client("s3")
     for folder, logical_id in BUCKET_FOLDERS.items():
@@ -420,6 +438,7 @@ def _run_pipeline(
         "seconds": round(seconds, 2),
         "records_per_second": round(records_put / seconds, 1) if seconds > 0 else None,
         "total_seconds": round(time.monotonic() - started, 2),
+        "peak_rss_mb": memory,
         "source": str(args.input) if args.input is not None else "simulator",
         "stack": {"name": pipeline.stack.name, "skipped_resource_types": list(pipeline.stack.skipped_types)},
     }
@@ -454,6 +473,12 @@ def _print_summary(summary: dict[str, Any], out: Path) -> None:
         f"{summary['records_put']} records in {summary['seconds']} s "
         f"({summary['records_per_second']} records/s end to end; {summary['total_seconds']} s with start-up)"
     )
+    memory = summary.get("peak_rss_mb") or {}
+    if memory.get("embedded_aws_mb") is not None:
+        lines.append(
+            f"peak memory: pipeline {memory['pipeline_process_mb']} MB, largest Lambda worker "
+            f"{memory['lambda_worker_mb']} MB, embedded AWS (holds the stored data) {memory['embedded_aws_mb']} MB"
+        )
     lines += [
         "",
         f"raw archive (GZIP JSON lines):   {out / 'raw'}",

@@ -5,6 +5,10 @@
 Deploys the template as ``demo`` does, prints the endpoint, the environment variables that point the
 AWS CLI or boto3 at it, and the stack's outputs; then every record put into the Kinesis stream flows
 through the three delivery streams into the embedded S3. Ctrl-C drains the runtime and stops.
+
+The embedded AWS serves from a child process of its own (``EmbeddedAws(isolated=True)``, through
+``start_pipeline``): the runtime here talks to it over HTTP like any other client, each gets a core, and
+the child ignores Ctrl-C so the drain can still reach it; it stops when this command ends.
 """
 
 from __future__ import annotations

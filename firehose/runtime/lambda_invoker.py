@@ -71,6 +71,7 @@ class LocalLambda:
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
         self._lock = threading.Lock()
+        self._peak_rss_mb = 0.0  # of execution environments already ended
 
     def _environment(self) -> dict[str, str]:
         python_path = os.pathsep.join(entry for entry in sys.path if entry)
@@ -144,7 +145,18 @@ class LocalLambda:
             "timeout_seconds": self.function.timeout_seconds,
         }
 
+    def peak_rss_mb(self) -> float:
+        """The largest peak RSS (MiB, Linux ``VmHWM``) of this function's execution environments so far."""
+        process = self._process
+        current = _peak_rss_mb(process.pid) if process is not None else 0.0
+        return max(self._peak_rss_mb, current)
+
+    def _note_peak(self) -> None:
+        if self._process is not None:
+            self._peak_rss_mb = max(self._peak_rss_mb, _peak_rss_mb(self._process.pid))
+
     def _kill(self) -> None:
+        self._note_peak()
         if self._process is not None:
             self._process.kill()
             self._process.wait(timeout=10)
@@ -153,6 +165,7 @@ class LocalLambda:
     def close(self) -> None:
         with self._lock:
             process = self._process
+            self._note_peak()
             if process is not None:
                 assert process.stdin is not None
                 try:
@@ -190,3 +203,19 @@ def _read_frame(stream: IO[bytes], timeout_seconds: float) -> bytes:
     deadline = time.monotonic() + timeout_seconds
     (length,) = HEADER.unpack(_read_exactly(stream, HEADER.size, deadline))
     return _read_exactly(stream, length, deadline)
+
+
+def process_peak_rss_mb(pid: int) -> float | None:
+    """A running process's peak resident set size (``VmHWM`` in /proc, Linux) in MiB; None if unknown."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text(encoding="ascii")
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return None
+
+
+def _peak_rss_mb(pid: int) -> float:
+    return process_peak_rss_mb(pid) or 0.0

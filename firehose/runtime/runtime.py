@@ -113,6 +113,10 @@ class FirehoseRuntime:
             for function in self._functions.values():
                 function.close()
 
+    def lambda_peak_rss_mb(self) -> dict[str, float]:
+        """Per Lambda function, the largest peak RSS (MiB) of its warm execution environments (Linux)."""
+        return {function.function.name: function.peak_rss_mb() for function in self._functions.values()}
+
     def counts(self) -> dict[str, dict[str, int]]:
         return {worker.config.name: worker.snapshot() for worker in self.workers}
 
