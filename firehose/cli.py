@@ -7,42 +7,42 @@ Each subcommand lives in its own module under ``firehose/commands/`` exposing
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
-from firehose.commands import demo as demo_command
-from firehose.commands import directory as directory_command
-from firehose.commands import export as export_command
-from firehose.commands import package as package_command
-from firehose.commands import query as query_command
-from firehose.commands import serve as serve_command
-from firehose.commands import transform as transform_command
 from firehose.errors import CommandError
 
-COMMAND_MODULES = (
-    demo_command,
-    transform_command,
-    directory_command,
-    query_command,
-    export_command,
-    package_command,
-    serve_command,
-)
+# Subcommand name -> its module (exposing ``register(subparsers)``). Modules are imported only when
+# their command runs (or for the full help): ``demo`` pulls in moto and pyarrow, which
+# ``ctr-billing transform`` must not pay for in start-up time and memory.
+COMMANDS: dict[str, str] = {
+    "demo": "firehose.commands.demo",
+    "serve": "firehose.commands.serve",
+    "transform": "firehose.commands.transform",
+    "directory": "firehose.commands.directory",
+    "query": "firehose.commands.query",
+    "export": "firehose.commands.export",
+    "package": "firehose.commands.package",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser, with every subcommand, or only the one ``argv`` names when it names one."""
     parser = argparse.ArgumentParser(
         prog="ctr-billing",
         description="Bill telehealth calls from Amazon Connect contact trace records.",
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in COMMAND_MODULES:
-        module.register(subparsers)
+    words = list(sys.argv[1:] if argv is None else argv)
+    named = [name for name in COMMANDS if words and words[0] == name]
+    for name in named or COMMANDS:
+        importlib.import_module(COMMANDS[name]).register(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv).parse_args(argv)
     try:
         status: int = args.handler(args)
     except CommandError as error:

@@ -23,7 +23,7 @@ from transform.rows import CsvEncoder, json_row, row_values
 from transform.rules import BillableContact, InvalidContact, NotAContactRecord, NotBillable, Outcome, classify
 from transform.settings import TransformSettings
 
-PARQUET_ROW_GROUP = 65_536
+PARQUET_ROW_GROUP = 32_768
 
 
 class OfflineFormat(enum.Enum):

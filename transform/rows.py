@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Callable, Sequence
 from datetime import datetime, tzinfo
 from typing import Any
+
+import msgspec
 
 from transform.columns import COLUMNS, COLUMNS_BY_NAME, Column, ColumnType
 from transform.rules import MAX_BIGINT, BillableContact, call_type
@@ -207,10 +208,14 @@ def json_value(value: Value) -> str | int | None:
     return value
 
 
+_encode_json = msgspec.json.Encoder().encode
+
+
 def json_row(contact: BillableContact) -> bytes:
     """Every registry column; timestamps as ``YYYY-MM-DDTHH:MM:SSZ`` (OpenX JSON SerDe), one object per line."""
-    # ASCII escapes keep lone surrogates (legal in JSON input) encodable.
-    return (json.dumps(json_row_dict(contact), separators=(",", ":")) + "\n").encode()
+    # msgspec encodes about ten times faster than json.dumps; a lone surrogate raises
+    # UnicodeEncodeError (decoding already refuses them), which costs that record, never the batch.
+    return _encode_json(json_row_dict(contact)) + b"\n"
 
 
 def partition_keys(contact: BillableContact) -> dict[str, str]:
