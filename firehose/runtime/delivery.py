@@ -37,7 +37,11 @@ class WorkerOptions:
     # Caps every buffer interval (processor and destination) without touching the stream's configuration.
     buffer_interval_seconds: float | None = None
     poll_seconds: float = 0.1
-    read_limit: int = 10_000
+    # Records per GetRecords (Kinesis allows 10,000). A worker handles what one poll read (one call per
+    # shard) before it reads again, so this bounds the records a delivery stream holds at once to
+    # shards x read_limit, whatever the backlog in the stream: the runtime's memory stays flat however
+    # many records are put. 1,000 records is about two Lambda processor buffers of 1 MB of CTRs.
+    read_limit: int = 1_000
 
 
 # Outcome names used in counts (and summary.json).

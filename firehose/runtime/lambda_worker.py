@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import signal
 import struct
 import sys
 import time
@@ -72,6 +73,9 @@ def _error(error: BaseException) -> dict[str, Any]:
 
 
 def main() -> int:
+    # A terminal's Ctrl-C reaches the whole process group; the runtime decides when an execution
+    # environment ends (it closes stdin), so ``serve`` can still drain through it after Ctrl-C.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     responses = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # the handler's prints and logs go to the log file
     sys.stdout = sys.stderr

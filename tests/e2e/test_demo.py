@@ -46,6 +46,11 @@ def test_demo_on_simulated_traffic_delivers_what_the_simulator_predicts(tmp_path
     assert summary["lake_rows"] == summary["lake_rows_expected"] == summary["simulation"]["billable_records"]
     assert summary["processing_failed"] == 0
     assert summary["records_per_second"] > 0
+    # and the memory of the pipeline, its Lambda workers and the embedded AWS (a process of its own)
+    # is reported apart
+    memory = summary["peak_rss_mb"]
+    assert set(memory) == {"pipeline_process_mb", "lambda_worker_mb", "embedded_aws_mb"}
+    assert all(value > 0 for value in memory.values())
     assert set(summary["streams"]) == {"RawDeliveryStream", "VendorDeliveryStream", "LakeDeliveryStream"}
 
     # and the folders hold what the summary counted, read the way a user would
@@ -101,6 +106,8 @@ def test_serve_runs_the_pipeline_until_interrupted(tmp_path: Path) -> None:
     import os
     import signal
     import time
+    import urllib.error
+    import urllib.request
 
     import boto3
 
@@ -120,7 +127,9 @@ def test_serve_runs_the_pipeline_until_interrupted(tmp_path: Path) -> None:
         stderr=subprocess.DEVNULL,
         text=True,
         cwd=Path(__file__).resolve().parents[2],
+        start_new_session=True,  # its own process group, as a terminal gives it
     )
+    endpoint = ""
     try:
         assert process.stdout is not None
         printed: list[str] = []
@@ -158,6 +167,10 @@ def test_serve_runs_the_pipeline_until_interrupted(tmp_path: Path) -> None:
             time.sleep(0.2)
         assert process.poll() is None
     finally:
-        # and Ctrl-C stops it cleanly
-        os.kill(process.pid, signal.SIGINT)
+        # and Ctrl-C (to the whole process group, as a terminal sends it) drains and stops it cleanly,
+        # the embedded AWS process with it
+        os.killpg(process.pid, signal.SIGINT)
         assert process.wait(timeout=60) == 0
+    assert endpoint
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=5)  # noqa: S310 - was on 127.0.0.1
