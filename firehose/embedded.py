@@ -59,7 +59,7 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 from moto.s3.models import FakeBucket, s3_backends
 from moto.server import ThreadedMotoServer
 
-from firehose.runtime.lambda_invoker import process_peak_rss_mb
+from firehose.processes import peak_rss_mb
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudformation import CloudFormationClient
@@ -837,8 +837,12 @@ class EmbeddedAws:
         else:
             self._server, self.endpoint = _start_server()
         request = urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")  # noqa: S310
-        with urllib.request.urlopen(request, timeout=10):  # noqa: S310 - our own server on 127.0.0.1
-            pass
+        try:
+            with urllib.request.urlopen(request, timeout=10):  # noqa: S310 - our own server on 127.0.0.1
+                pass
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def _start_process(self) -> str:
@@ -882,7 +886,7 @@ class EmbeddedAws:
 
     def peak_rss_mb(self) -> float | None:
         """Peak RSS of the process that serves, while it runs (Linux); None if unknown."""
-        return process_peak_rss_mb(self.pid)
+        return peak_rss_mb(self.pid)
 
     def __enter__(self) -> EmbeddedAws:
         return self.start() if not self.running else self

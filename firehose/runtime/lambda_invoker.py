@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from firehose.processes import peak_rss_mb
 from firehose.runtime.lambda_worker import HEADER
 
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
@@ -205,17 +206,5 @@ def _read_frame(stream: IO[bytes], timeout_seconds: float) -> bytes:
     return _read_exactly(stream, length, deadline)
 
 
-def process_peak_rss_mb(pid: int) -> float | None:
-    """A running process's peak resident set size (``VmHWM`` in /proc, Linux) in MiB; None if unknown."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text(encoding="ascii")
-    except OSError:
-        return None
-    for line in status.splitlines():
-        if line.startswith("VmHWM:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    return None
-
-
 def _peak_rss_mb(pid: int) -> float:
-    return process_peak_rss_mb(pid) or 0.0
+    return peak_rss_mb(pid) or 0.0
