@@ -321,7 +321,7 @@ def test_dynamodb_access_is_scoped_to_the_directory_and_the_ledger(deployment: D
     lookup_grants = allows(deployment.role_policies("LookupRole"), "dynamodb")
     # THEN only the vendor transform reaches the ledger, with exactly the adapter's calls
     assert {action for action, arns in csv_grants.items() if ledger in arns} == {
-        "dynamodb:GetItem",
+        "dynamodb:BatchGetItem",
         "dynamodb:PutItem",
     }
     assert all(ledger not in arns for arns in (*json_grants.values(), *lookup_grants.values()))

@@ -10,11 +10,13 @@ import base64
 import socket
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from moto.server import ThreadedMotoServer
 
 from firehose.template import lambda_environment, load_template, resource_properties
@@ -29,6 +31,7 @@ pytestmark = pytest.mark.integration
 
 REGION = "us-east-1"
 LEDGER_RESOURCE = "BillingLedgerTable"
+LEDGER_CALLS = ("batch_get_item", "transact_write_items")
 
 
 def _free_port() -> int:
@@ -143,7 +146,8 @@ def test_only_the_vendor_transform_is_ledgered_and_may_claim() -> None:
         if statement.get("Resource") == {"Fn::GetAtt": [LEDGER_RESOURCE, "Arn"]}
     ]
     assert len(statements) == 1
-    assert sorted(statements[0]["Action"]) == ["dynamodb:GetItem", "dynamodb:PutItem"]
+    # (a TransactWriteItems ``Put`` is authorised as dynamodb:PutItem; there is no action of its own)
+    assert sorted(statements[0]["Action"]) == ["dynamodb:BatchGetItem", "dynamodb:PutItem"]
 
 
 def test_duplicates_across_batches_are_dropped(ledger_table: str, dynamodb: Any) -> None:
@@ -224,6 +228,62 @@ def test_a_republished_version_with_billing_changes_is_counted_as_a_correction(l
     assert result.outcomes[Outcome.BILLING_CORRECTION] == 1
 
 
+def test_a_large_batch_is_claimed_in_a_few_batched_calls(ledger_table: str, dynamodb: Any) -> None:
+    # GIVEN a vendor transform whose ledger client counts its calls, and 250 new contacts of which the
+    # last 20 arrive a second time (republished) in the same batch
+    counting = CountingClient(dynamodb)
+    settings = TransformSettings.from_environ({"LEDGER_TABLE": ledger_table})
+    transformer = BatchTransformer(settings, [ledger.ledger_stage(settings, client=counting)])
+    ctrs = [billable_ctr() for _ in range(250)]
+    republished = [billable_ctr(contact_id=ctr["ContactId"]) for ctr in ctrs[-20:]]
+    # WHEN the batch is transformed
+    result = transformer.transform(records([*ctrs, *republished]))
+    # THEN 250 rows are billed and the 20 later versions dropped as duplicates
+    assert results(result) == ["Ok"] * 250 + ["Dropped"] * 20
+    assert result.outcomes[Outcome.DUPLICATE] == 20
+    # AND the ledger made one read per 100 distinct contacts and one transaction per 100 new ones
+    assert counting.calls == Counter({"batch_get_item": 3, "transact_write_items": 3})
+    assert sorted(counting.transaction_sizes) == [50, 100, 100]
+    pages = dynamodb.get_paginator("scan").paginate(TableName=ledger_table, Select="COUNT")
+    assert sum(page["Count"] for page in pages) == 250
+    # AND the same batch retried is emitted again, with reads only
+    retried = transformer.transform(records([*ctrs, *republished]))
+    assert results(retried) == results(result)
+    assert counting.calls == Counter({"batch_get_item": 6, "transact_write_items": 3})
+
+
+def test_a_race_lost_inside_a_transaction_is_decided_by_the_winner(ledger_table: str, dynamodb: Any) -> None:
+    # GIVEN three new contacts, two of which a concurrent invocation claims with other Kinesis records
+    # (one with a different duration) between this invocation's read and its transaction
+    mine = [billable_ctr(talk_seconds=300) for _ in range(3)]
+    theirs = [
+        billable_ctr(contact_id=mine[0]["ContactId"], talk_seconds=300),
+        billable_ctr(contact_id=mine[2]["ContactId"], talk_seconds=400),
+    ]
+    concurrent = vendor_transformer(ledger_table)
+    raced: list[BatchResult] = []
+
+    def concurrent_claim() -> None:
+        if not raced:
+            raced.append(concurrent.transform(records(theirs, first_sequence=500)))
+
+    counting = CountingClient(dynamodb, before_transaction=concurrent_claim)
+    settings = TransformSettings.from_environ({"LEDGER_TABLE": ledger_table})
+    transformer = BatchTransformer(settings, [ledger.ledger_stage(settings, client=counting)])
+    # WHEN this invocation transforms its batch
+    result = transformer.transform(records(mine))
+    # THEN the concurrent invocation billed its two, and this one bills only the contact it won
+    assert results(raced[0]) == ["Ok", "Ok"]
+    assert results(result) == ["Dropped", "Ok", "Dropped"]
+    assert result.outcomes[Outcome.DUPLICATE] == 2
+    assert result.outcomes[Outcome.BILLING_CORRECTION] == 1
+    # AND its cancelled transaction was resubmitted for the remaining contact, which the ledger holds
+    assert counting.transaction_sizes == [3, 1]
+    item = dynamodb.get_item(TableName=ledger_table, Key={"contactId": {"S": mine[1]["ContactId"]}})["Item"]
+    assert item["sequenceNumber"]["S"] == records(mine)[1]["kinesisRecordMetadata"]["sequenceNumber"]
+    assert dynamodb.scan(TableName=ledger_table)["Count"] == 3
+
+
 def test_the_ledger_holds_no_phi(ledger_table: str, dynamodb: Any) -> None:
     # GIVEN a billed contact with a phone number
     phone = "+12025550177"
@@ -234,9 +294,10 @@ def test_the_ledger_holds_no_phi(ledger_table: str, dynamodb: Any) -> None:
     assert phone.lstrip("+") not in scanned
 
 
-def test_throttling_is_retried_with_backoff(ledger_table: str, dynamodb: Any) -> None:
-    # GIVEN a ledger whose client is throttled on its first three calls
-    throttled = ThrottlingClient(dynamodb, failures=3)
+@pytest.mark.parametrize("call", LEDGER_CALLS)
+def test_throttling_is_retried_with_backoff(ledger_table: str, dynamodb: Any, call: str) -> None:
+    # GIVEN a ledger whose client is throttled on its first three reads, or its first three transactions
+    throttled = ThrottlingClient(dynamodb, failures=3, calls=(call,))
     settings = TransformSettings.from_environ({"LEDGER_TABLE": ledger_table})
     stage = ledger.ledger_stage(settings, client=throttled)
     transformer = BatchTransformer(settings, [stage])
@@ -278,30 +339,55 @@ def test_an_unreachable_ledger_fails_the_invocation_with_no_rows(
 
 
 class ThrottlingClient:
-    """A DynamoDB client that raises ``ThrottlingException`` on its first ``failures`` calls."""
+    """A DynamoDB client that raises ``ThrottlingException`` on the first ``failures`` calls of ``calls``."""
 
-    def __init__(self, client: Any, failures: int) -> None:
+    def __init__(self, client: Any, failures: int, calls: Sequence[str] = LEDGER_CALLS) -> None:
         self._client = client
         self._failures = failures
+        self._calls = calls
         self._lock = threading.Lock()  # the ledger calls from a thread pool
         self.raised = 0
 
-    def _maybe_throttle(self, operation: str) -> None:
-        from botocore.exceptions import ClientError
+    def __getattr__(self, name: str) -> Any:
+        operation = getattr(self._client, name)
+        if name not in self._calls:
+            return operation
 
-        with self._lock:
-            throttle = self.raised < self._failures
-            self.raised += throttle
-        if throttle:
-            raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, operation)
+        def throttled(**kwargs: Any) -> Any:
+            with self._lock:
+                throttle = self.raised < self._failures
+                self.raised += throttle
+            if throttle:
+                raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, name)
+            return operation(**kwargs)
 
-    def put_item(self, **kwargs: Any) -> Any:
-        self._maybe_throttle("PutItem")
-        return self._client.put_item(**kwargs)
+        return throttled
 
-    def get_item(self, **kwargs: Any) -> Any:
-        self._maybe_throttle("GetItem")
-        return self._client.get_item(**kwargs)
+
+class CountingClient:
+    """A DynamoDB client that counts its calls by operation; ``before_transaction`` runs before each
+    ``TransactWriteItems`` (to play a concurrent invocation)."""
+
+    def __init__(self, client: Any, before_transaction: Callable[[], None] | None = None) -> None:
+        self._client = client
+        self._before_transaction = before_transaction
+        self._lock = threading.Lock()
+        self.calls: Counter[str] = Counter()
+        self.transaction_sizes: list[int] = []
+
+    def __getattr__(self, name: str) -> Any:
+        operation = getattr(self._client, name)
+
+        def counted(**kwargs: Any) -> Any:
+            with self._lock:
+                self.calls[name] += 1
+                if name == "transact_write_items":
+                    self.transaction_sizes.append(len(kwargs["TransactItems"]))
+            if name == "transact_write_items" and self._before_transaction is not None:
+                self._before_transaction()
+            return operation(**kwargs)
+
+        return counted
 
 
 class FakeContext:
