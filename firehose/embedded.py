@@ -59,6 +59,7 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 from moto.s3.models import FakeBucket, s3_backends
 from moto.server import ThreadedMotoServer
 
+from firehose import embedded_dynamodb
 from firehose.processes import peak_rss_mb
 
 if TYPE_CHECKING:
@@ -697,6 +698,7 @@ Shard.get_min_sequence_number = _min_sequence_number  # type: ignore[method-assi
 Shard.get_records = _get_records  # type: ignore[method-assign]
 
 register_models()
+embedded_dynamodb.install()
 
 
 # --- request routing: moto 5.2.5 lists its package directory from disk twice per request and matches
