@@ -18,14 +18,12 @@ import requests
 
 from firehose.cli import main
 from firehose.lake import LocalLake, parquet_files
-from tests.integration.lookup_fixtures import REGION, aws_env, moto_endpoint
 from tests.lake_samples import LakeSample, build_lake
+from tests.moto_server import REGION
 from transform import settlement_aws
 from transform.columns import COLUMN_NAMES
 from transform.settings import TransformSettings
 from transform.settlement import SETTLEMENT_SQL, SettlementWindow, settle
-
-__all__ = ["aws_env", "moto_endpoint"]  # fixtures used by name
 
 pytestmark = pytest.mark.integration
 NOW = datetime(2026, 11, 4, 6, 0, tzinfo=UTC)

@@ -11,10 +11,8 @@ import boto3
 import pytest
 
 from firehose.lake import LocalLake, S3Location, mirror_s3_partitions, parquet_files, partition_prefixes
-from tests.integration.lookup_fixtures import REGION, aws_env, moto_endpoint
 from tests.lake_samples import build_lake, parse_ts
-
-__all__ = ["aws_env", "moto_endpoint"]  # fixtures used by name
+from tests.moto_server import REGION
 
 pytestmark = pytest.mark.integration
 

@@ -7,7 +7,6 @@ Every test builds the vendor transform the way the Lambda does (``transform.hand
 from __future__ import annotations
 
 import base64
-import socket
 import threading
 import uuid
 from collections import Counter
@@ -17,9 +16,9 @@ from typing import Any
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from moto.server import ThreadedMotoServer
 
 from firehose.template import lambda_environment, load_template, resource_properties
+from tests.moto_server import REGION, free_port
 from tests.unit.ctr_factory import billable_ctr, firehose_record, voicemail_ctr
 from transform import handler, ledger
 from transform.batch import BatchResult, BatchTransformer
@@ -29,42 +28,8 @@ from transform.settings import TransformSettings
 
 pytestmark = pytest.mark.integration
 
-REGION = "us-east-1"
 LEDGER_RESOURCE = "BillingLedgerTable"
 LEDGER_CALLS = ("batch_get_item", "transact_write_items")
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-@pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=_free_port(), verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def aws_env(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_REGION": REGION,
-        "AWS_ENDPOINT_URL": moto_endpoint,
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    return moto_endpoint
 
 
 def ledger_table_properties() -> dict[str, Any]:
@@ -325,7 +290,7 @@ def test_an_unreachable_ledger_fails_the_invocation_with_no_rows(
     aws_env: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # GIVEN the handler configured with a ledger whose endpoint is a closed port
-    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{_free_port()}")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
     transformer = vendor_transformer("billing-ledger")
     monkeypatch.setattr(handler, "TRANSFORMER", transformer)
     phone = "+12025550166"
