@@ -107,7 +107,27 @@ def _stringify_parameters(config: Any) -> Any:
     return config
 
 
-class FirehoseDeliveryStreamModel(CloudFormationModel):
+class _ModelDefaults:
+    """What every project model shares: created synchronously; an update keeps the resource unless
+    the model says otherwise. A mixin, because moto finds models among the *direct* subclasses of
+    ``CloudFormationModel``."""
+
+    @classmethod
+    def update_from_cloudformation_json(
+        cls,
+        original_resource: Any,
+        new_resource_name: str,
+        cloudformation_json: dict[str, Any],
+        account_id: str,
+        region_name: str,
+    ) -> Any:
+        return original_resource
+
+    def is_created(self) -> bool:
+        return True
+
+
+class FirehoseDeliveryStreamModel(_ModelDefaults, CloudFormationModel):
     """``AWS::KinesisFirehose::DeliveryStream``: created in moto's Firehose backend (Ref = name)."""
 
     def __init__(self, name: str, arn: str) -> None:
@@ -191,11 +211,8 @@ class FirehoseDeliveryStreamModel(CloudFormationModel):
         if resource_name in backend.delivery_streams:
             backend.delete_delivery_stream(resource_name)
 
-    def is_created(self) -> bool:
-        return True
 
-
-class GlueDatabaseModel(CloudFormationModel):
+class GlueDatabaseModel(_ModelDefaults, CloudFormationModel):
     """``AWS::Glue::Database`` (Ref = database name)."""
 
     def __init__(self, name: str) -> None:
@@ -254,11 +271,8 @@ class GlueDatabaseModel(CloudFormationModel):
         if resource_name in backend.databases:
             backend.delete_database(resource_name)
 
-    def is_created(self) -> bool:
-        return True
 
-
-class GlueTableModel(CloudFormationModel):
+class GlueTableModel(_ModelDefaults, CloudFormationModel):
     """``AWS::Glue::Table`` (Ref = table name)."""
 
     def __init__(self, database_name: str, name: str) -> None:
@@ -323,11 +337,8 @@ class GlueTableModel(CloudFormationModel):
         if database in backend.databases and resource_name in backend.databases[database].tables:
             backend.delete_table(database, resource_name)
 
-    def is_created(self) -> bool:
-        return True
 
-
-class AthenaWorkGroupModel(CloudFormationModel):
+class AthenaWorkGroupModel(_ModelDefaults, CloudFormationModel):
     """``AWS::Athena::WorkGroup`` (Ref = name). CloudFormation's ``WorkGroupConfiguration`` is the API's
     ``Configuration``."""
 
@@ -370,27 +381,13 @@ class AthenaWorkGroupModel(CloudFormationModel):
         return cls(name)
 
     @classmethod
-    def update_from_cloudformation_json(
-        cls,
-        original_resource: Any,
-        new_resource_name: str,
-        cloudformation_json: dict[str, Any],
-        account_id: str,
-        region_name: str,
-    ) -> AthenaWorkGroupModel:
-        return original_resource  # type: ignore[no-any-return]
-
-    @classmethod
     def delete_from_cloudformation_json(
         cls, resource_name: str, cloudformation_json: dict[str, Any], account_id: str, region_name: str
     ) -> None:
         athena_backends[account_id][region_name].work_groups.pop(resource_name, None)
 
-    def is_created(self) -> bool:
-        return True
 
-
-class AthenaNamedQueryModel(CloudFormationModel):
+class AthenaNamedQueryModel(_ModelDefaults, CloudFormationModel):
     """``AWS::Athena::NamedQuery`` (Ref = the named query's id)."""
 
     def __init__(self, query_id: str) -> None:
@@ -437,27 +434,13 @@ class AthenaNamedQueryModel(CloudFormationModel):
         return cls(query_id)
 
     @classmethod
-    def update_from_cloudformation_json(
-        cls,
-        original_resource: Any,
-        new_resource_name: str,
-        cloudformation_json: dict[str, Any],
-        account_id: str,
-        region_name: str,
-    ) -> AthenaNamedQueryModel:
-        return original_resource  # type: ignore[no-any-return]
-
-    @classmethod
     def delete_from_cloudformation_json(
         cls, resource_name: str, cloudformation_json: dict[str, Any], account_id: str, region_name: str
     ) -> None:
         athena_backends[account_id][region_name].named_queries.pop(resource_name, None)
 
-    def is_created(self) -> bool:
-        return True
 
-
-class S3BucketPolicyModel(CloudFormationModel):
+class S3BucketPolicyModel(_ModelDefaults, CloudFormationModel):
     """``AWS::S3::BucketPolicy``: stored on the bucket (moto ignores policy conditions when enforcing)."""
 
     def __init__(self, bucket: str) -> None:
@@ -516,9 +499,6 @@ class S3BucketPolicyModel(CloudFormationModel):
         backend = s3_backends[account_id]["global"]
         if bucket in backend.buckets:
             backend.delete_bucket_policy(bucket)
-
-    def is_created(self) -> bool:
-        return True
 
 
 MODELS: tuple[type[CloudFormationModel], ...] = (
