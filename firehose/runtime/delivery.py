@@ -8,6 +8,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -157,32 +158,42 @@ class DeliveryStreamWorker:
     # --- the loop ------------------------------------------------------------------------------------
 
     def _run(self) -> None:
-        try:
-            while not self._stop.is_set():
-                draining = self._drain_requested.is_set()
-                records = self.source.poll()
-                if records:
-                    self._count(READ, len(records))
-                    self._accept(records)
-                now = time.monotonic()
-                drain_now = draining and self.source.caught_up
-                if self._pending and (
-                    drain_now
-                    or self._pending_size >= self._processor_bytes
-                    or now - self._pending_since >= self._processor_seconds
-                ):
-                    self._process_pending()
-                self._flush(force=drain_now)
-                self.source.checkpoint()
-                if drain_now and not self._pending and not self._buffers:
-                    self._drain_requested.clear()
-                    self._drained.set()
-                if not records:
-                    self._stop.wait(self._options.poll_seconds)
-        except DeliveryAborted:
-            pass
-        except BaseException as error:  # surfaced by the runtime; the thread must not die silently
-            self.error = error
+        # While one read is transformed and delivered, the next GetRecords runs on the reader thread:
+        # the Lambda's round trips and Kinesis reads overlap. At most one read is in flight, so memory
+        # stays bounded by shards x read_limit twice over; a read discarded at a stop was never
+        # delivered, so the checkpoint is still below it and it is read again after a restart.
+        prefetch: Future[list[SourceRecord]] | None = None
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{self.config.name}-reader") as reader:
+            try:
+                while not self._stop.is_set():
+                    draining = self._drain_requested.is_set()
+                    records = prefetch.result() if prefetch is not None else self.source.poll()
+                    prefetch = reader.submit(self.source.poll) if records else None
+                    self._loop_once(records, draining, caught_up=prefetch is None and self.source.caught_up)
+            except DeliveryAborted:
+                pass
+            except BaseException as error:  # surfaced by the runtime; the thread must not die silently
+                self.error = error
+
+    def _loop_once(self, records: list[SourceRecord], draining: bool, caught_up: bool) -> None:
+        if records:
+            self._count(READ, len(records))
+            self._accept(records)
+        now = time.monotonic()
+        drain_now = draining and caught_up
+        if self._pending and (
+            drain_now
+            or self._pending_size >= self._processor_bytes
+            or now - self._pending_since >= self._processor_seconds
+        ):
+            self._process_pending()
+        self._flush(force=drain_now)
+        self.source.checkpoint()
+        if drain_now and not self._pending and not self._buffers:
+            self._drain_requested.clear()
+            self._drained.set()
+        if not records:
+            self._stop.wait(self._options.poll_seconds)
 
     def _count(self, name: str, amount: int = 1) -> None:
         with self._lock:
