@@ -658,3 +658,24 @@ def test_every_alarm_notifies_the_encrypted_topic(cfn_template: Template) -> Non
     assert len(alarms) >= 9
     for logical_id, alarm in alarms:
         assert {"Ref": "AlarmTopic"} in alarm["Properties"]["AlarmActions"], logical_id
+
+
+def test_every_lambda_function_has_an_errors_alarm(cfn_template: Template) -> None:
+    # GIVEN every Lambda function the template deploys
+    functions = {logical_id for logical_id, _ in resources_of_type(cfn_template, "AWS::Lambda::Function")}
+    # WHEN the functions whose Errors metric some alarm watches are collected
+    watched: set[str] = set()
+    for _, alarm in resources_of_type(cfn_template, "AWS::CloudWatch::Alarm"):
+        properties = alarm["Properties"]
+        metrics = [properties] + [
+            query["MetricStat"]["Metric"] for query in properties.get("Metrics", []) if "MetricStat" in query
+        ]
+        for metric in metrics:
+            if metric.get("Namespace") == "AWS/Lambda" and metric.get("MetricName") == "Errors":
+                watched |= {
+                    dimension["Value"]["Ref"]
+                    for dimension in metric["Dimensions"]
+                    if dimension["Name"] == "FunctionName"
+                }
+    # THEN none is left unwatched
+    assert functions - watched == set()
