@@ -104,21 +104,7 @@ class DirectStack:
         self.role = "arn:aws:iam::123456789012:role/firehose"
         self._zip = handler_zip(tmp_path)
         iam = aws.client("iam")
-        self.lambda_role = iam.create_role(
-            RoleName="lambda-role",
-            AssumeRolePolicyDocument=json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Effect": "Allow",
-                            "Principal": {"Service": "lambda.amazonaws.com"},
-                            "Action": "sts:AssumeRole",
-                        }
-                    ],
-                }
-            ),
-        )["Role"]["Arn"]
+        self.lambda_role = lambda_role(iam, "lambda-role")
 
     def function(
         self, name: str, handler: str, environment: dict[str, str] | None = None, timeout: int = 60
@@ -163,3 +149,15 @@ def lambda_processor(function_arn: str, **parameters: str) -> dict[str, Any]:
             }
         ],
     }
+
+
+def lambda_role(iam: Any, name: str) -> str:
+    """The ARN of a new role Lambda may assume (moto's Lambda wants one for CreateFunction)."""
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
+        ],
+    }
+    arn: str = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+    return arn

@@ -4,7 +4,6 @@ and the transform wrapper the Lambda child processes run under chaos."""
 from __future__ import annotations
 
 import io
-import json
 import zipfile
 from collections.abc import Iterator
 from typing import Any
@@ -15,6 +14,7 @@ from botocore.exceptions import ClientError
 from firehose import chaos
 from firehose.chaos import ChaosPlan, ChaoticAws, Faults, InjectedFault, reconcile
 from firehose.embedded import EmbeddedAws
+from tests.integration.pipeline_support import lambda_role
 
 pytestmark = pytest.mark.integration
 
@@ -82,21 +82,7 @@ def test_kinesis_reads_are_throttled_and_botocore_retries_them(aws: EmbeddedAws)
 def test_transform_functions_are_run_under_the_chaotic_handler(aws: EmbeddedAws) -> None:
     # GIVEN a transform function and a lookup function in the embedded Lambda API
     iam = aws.client("iam")
-    role = iam.create_role(
-        RoleName="chaos-fn",
-        AssumeRolePolicyDocument=json.dumps(
-            {
-                "Version": "2012-10-17",
-                "Statement": [
-                    {
-                        "Effect": "Allow",
-                        "Principal": {"Service": "lambda.amazonaws.com"},
-                        "Action": "sts:AssumeRole",
-                    }
-                ],
-            }
-        ),
-    )["Role"]["Arn"]
+    role = lambda_role(iam, "chaos-fn")
     archive = io.BytesIO()
     with zipfile.ZipFile(archive, "w") as zipped:
         zipped.writestr("index.py", "def handler(event, context):\n    return event\n")
