@@ -5,33 +5,20 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
+from tests.e2e.demo_runner import run_demo
+
 pytestmark = pytest.mark.e2e
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _demo(*arguments: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "firehose.cli", "demo", *arguments],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=ROOT,
-        check=False,
-    )
 
 
 def test_a_chaos_demo_loses_nothing_and_bills_nothing_twice(tmp_path: Path) -> None:
     # GIVEN an output folder WHEN a small chaos demo runs
     out = tmp_path / "chaos"
-    result = _demo("--chaos", "1", "--contacts", "1500", "--seed", "3", "--out", str(out))
+    result = run_demo("--chaos", "1", "--contacts", "1500", "--seed", "3", "--out", str(out))
 
     # THEN it succeeds and its summary reports no lost contact and no duplicate vendor row
     assert result.returncode == 0, result.stderr
@@ -56,6 +43,6 @@ def test_chaos_needs_simulated_contacts(tmp_path: Path) -> None:
     # GIVEN a file of records WHEN chaos is asked for with --input THEN the demo refuses, saying why
     records = tmp_path / "ctrs.jsonl"
     records.write_text("{}\n")
-    result = _demo("--chaos", "1", "--input", str(records), "--out", str(tmp_path / "out"))
+    result = run_demo("--chaos", "1", "--input", str(records), "--out", str(tmp_path / "out"))
     assert result.returncode == 2
     assert "--chaos" in result.stderr

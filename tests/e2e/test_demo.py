@@ -13,29 +13,18 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from tests.e2e.demo_runner import run_demo
+
 pytestmark = pytest.mark.e2e
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "firehose" / "data" / "example-ctrs.jsonl"
 PHONE = re.compile(rb"\+1\d{10}")
 
 
-def _demo(*arguments: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "firehose.cli", "demo", *arguments],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=cwd,
-        check=False,
-    )
-
-
 def test_demo_on_simulated_traffic_delivers_what_the_simulator_predicts(tmp_path: Path) -> None:
     # GIVEN an output folder WHEN the demo runs on 400 simulated contacts
     out = tmp_path / "demo"
-    result = _demo(
-        "--contacts", "400", "--seed", "11", "--out", str(out), cwd=Path(__file__).resolve().parents[2]
-    )
+    result = run_demo("--contacts", "400", "--seed", "11", "--out", str(out), timeout=300)
 
     # THEN it succeeds and its summary matches the simulator's truth
     assert result.returncode == 0, result.stderr
@@ -86,7 +75,7 @@ def test_demo_with_input_puts_each_line_unchanged(tmp_path: Path) -> None:
     out = tmp_path / "demo"
 
     # WHEN the demo runs on it
-    result = _demo("--input", str(source), "--out", str(out), cwd=Path(__file__).resolve().parents[2])
+    result = run_demo("--input", str(source), "--out", str(out), timeout=300)
 
     # THEN every line was archived byte for byte, and the bad one is a vendor processing-failed error
     assert result.returncode == 0, result.stderr
