@@ -80,7 +80,7 @@ def _scan(template: Path) -> dict[str, Any]:
         [
             _checkov(),
             "--file",
-            str(template),
+            template.name,
             "--framework",
             "cloudformation",
             "--external-checks-dir",
@@ -93,7 +93,11 @@ def _scan(template: Path) -> dict[str, Any]:
         text=True,
         timeout=300,
         check=False,
-        cwd=POLICIES,  # away from the repo's .checkov.yaml (quiet mode drops the passed checks)
+        # From the template's own folder, away from the repo's .checkov.yaml (quiet mode drops the passed
+        # checks), and with a relative path: checkov puts the file path into every resource as
+        # `__file__`, and CKV_AWS_45 reads a 40-character absolute path such as
+        # /check/work/main/cloudformation/template as an AWS secret key.
+        cwd=template.parent,
         env={**os.environ, "BC_SKIP_MAPPING": "TRUE"},
     )
     assert completed.stdout, completed.stderr[-2000:]
