@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+import msgspec
+
 from firehose.processes import peak_rss_mb
 from firehose.runtime.lambda_worker import HEADER
 
@@ -106,7 +108,8 @@ class LocalLambda:
         )
 
     def invoke(self, event: Mapping[str, Any]) -> Any:
-        payload = json.dumps({"event": event, "context": self._context()}, separators=(",", ":")).encode()
+        # msgspec: the event is megabytes of base64 strings, encoded ~3x faster than json.dumps does.
+        payload = msgspec.json.encode({"event": event, "context": self._context()})
         if len(payload) > MAX_PAYLOAD_BYTES + 1024:
             raise InvocationError("Lambda.FunctionError", "request payload is over the 6 MB limit")
         with self._lock:
