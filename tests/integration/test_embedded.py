@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -58,7 +59,7 @@ def test_every_delivery_stream_of_the_template_is_described_with_its_source_and_
                 assert parameters["LambdaArn"] in functions.values()
 
 
-def test_glue_table_athena_work_group_and_bucket_policies_exist_in_the_embedded_backends(
+def test_glue_table_athena_work_group_bucket_and_queue_policies_exist_in_the_embedded_backends(
     embedded_aws: EmbeddedAws,
     deployed: DeployedStack,
 ) -> None:
@@ -83,6 +84,17 @@ def test_glue_table_athena_work_group_and_bucket_policies_exist_in_the_embedded_
         )
         assert policy["Statement"], logical_id
         assert all(statement is not None for statement in policy["Statement"])
+    sqs = embedded_aws.client("sqs")
+    for logical_id, resource in resources_of_type(template, "AWS::SQS::QueuePolicy"):
+        for queue in resource["Properties"]["Queues"]:
+            queue_url = deployed.resources[queue["Ref"]]
+            attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])["Attributes"]
+            statements = json.loads(attributes["Policy"])["Statement"]
+            declared = resource["Properties"]["PolicyDocument"]["Statement"]
+            assert [(s["Sid"], s["Effect"]) for s in statements] == [
+                (s["Sid"], s["Effect"]) for s in declared
+            ], logical_id
+            assert {s["Resource"] for s in statements} == {attributes["QueueArn"]}
 
 
 def test_the_modelled_types_are_not_skipped(deployed: DeployedStack) -> None:
@@ -121,3 +133,49 @@ def test_the_kinesis_stream_has_the_template_s_capacity_mode_and_encryption(
     assert stream["KeyId"] in (key["Arn"], key["KeyId"])
     expected_shards = 4 if deployed.parameters.get("KinesisStreamMode", "ON_DEMAND") == "ON_DEMAND" else 1
     assert len(stream["Shards"]) == expected_shards
+
+
+def test_clients_read_record_arrival_times_as_utc_and_text_timestamps_as_botocore_does(
+    embedded_aws: EmbeddedAws, deployed: DeployedStack
+) -> None:
+    # GIVEN a record put into the stack's stream and an object written to a bucket
+    stream = deployed.resources["ContactTraceRecordsStream"]
+    kinesis = embedded_aws.client("kinesis")
+    before = datetime.now(UTC) - timedelta(seconds=5)
+    put = kinesis.put_record(StreamName=stream, Data=b"probe", PartitionKey="probe")
+    s3 = embedded_aws.client("s3")
+    bucket = deployed.outputs["ContactTraceRecordsBucket"]
+    s3.put_object(Bucket=bucket, Key="ctr/timestamp-probe", Body=b"probe")
+
+    # WHEN the record is read back and the object's metadata is asked for
+    iterator = kinesis.get_shard_iterator(
+        StreamName=stream,
+        ShardId=put["ShardId"],
+        ShardIteratorType="AT_SEQUENCE_NUMBER",
+        StartingSequenceNumber=put["SequenceNumber"],
+    )["ShardIterator"]
+    record = kinesis.get_records(ShardIterator=iterator, Limit=1)["Records"][0]
+    modified = s3.head_object(Bucket=bucket, Key="ctr/timestamp-probe")["LastModified"]
+
+    # THEN the epoch arrival time is an aware UTC datetime of the put (no per-record tzlocal), and an
+    # HTTP-date header still parses to an aware datetime
+    arrival = record["ApproximateArrivalTimestamp"]
+    assert arrival.tzinfo is UTC
+    assert before <= arrival <= datetime.now(UTC) + timedelta(seconds=5)
+    assert modified.tzinfo is not None
+    assert before <= modified <= datetime.now(UTC) + timedelta(seconds=5)
+
+
+def test_the_request_id_reaches_xml_bodies_and_every_response_header(embedded_aws: EmbeddedAws) -> None:
+    # GIVEN an XML API (STS) and a JSON one (Kinesis) on the embedded endpoint
+    sts = embedded_aws.client("sts")
+    kinesis = embedded_aws.client("kinesis")
+
+    # WHEN each answers a call
+    identity = sts.get_caller_identity()
+    streams = kinesis.list_streams()
+
+    # THEN both carry a request id, the XML one parsed from its <RequestId> element
+    assert identity["ResponseMetadata"]["RequestId"]
+    assert identity["ResponseMetadata"]["RequestId"] != "7a62c49f-347e-4fc4-9331-6e8eEXAMPLE"
+    assert streams["ResponseMetadata"]["HTTPHeaders"]["x-amzn-requestid"]

@@ -157,6 +157,42 @@ def test_the_export_role_writes_only_settled_files_of_the_vendor_bucket() -> Non
     assert all(s["Resource"] != "*" for s in statements if s["Sid"] != "XRayTraces")
 
 
+def test_a_day_whose_export_gives_up_waits_in_an_encrypted_dead_letter_queue_that_alarms() -> None:
+    # GIVEN the template's settlement export, its schedule and their roles
+    template = load_template()
+    queue_arn = {"Fn::GetAtt": ["SettlementDeadLetterQueue", "Arn"]}
+    function = resource_properties(template, "SettlementExportFunction")
+    schedule = resource_properties(template, "SettlementSchedule")
+
+    # THEN both the function's failed asynchronous invocations and the schedule's undelivered ones
+    # go to the queue, which is encrypted with the project's key and keeps messages for 14 days
+    assert function["DeadLetterConfig"] == {"TargetArn": queue_arn}
+    assert schedule["Target"]["DeadLetterConfig"] == {"Arn": queue_arn}
+    queue = resource_properties(template, "SettlementDeadLetterQueue")
+    assert queue["KmsMasterKeyId"] == {"Fn::GetAtt": ["BillingKey", "Arn"]}
+    assert queue["MessageRetentionPeriod"] == 14 * 24 * 3600
+    # and each role may send to that queue and no other
+    for role in ("SettlementExportRole", "SettlementScheduleRole"):
+        statements = [
+            s
+            for policy in resource_properties(template, role)["Policies"]
+            for s in policy["PolicyDocument"]["Statement"]
+        ]
+        sends = [s["Resource"] for s in statements if any(a.startswith("sqs:") for a in _actions(s))]
+        assert sends == [queue_arn], role
+    # and a message waiting there raises an alarm on the project's topic
+    alarms = [
+        resource["Properties"]
+        for _, resource in resources_of_type(template, "AWS::CloudWatch::Alarm")
+        if resource["Properties"].get("Namespace") == "AWS/SQS"
+    ]
+    assert [alarm["Dimensions"] for alarm in alarms] == [
+        [{"Name": "QueueName", "Value": {"Fn::GetAtt": ["SettlementDeadLetterQueue", "QueueName"]}}]
+    ]
+    assert alarms[0]["MetricName"] == "ApproximateNumberOfMessagesVisible"
+    assert alarms[0]["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+
+
 def _actions(statement: dict[str, Any]) -> list[str]:
     actions = statement["Action"]
     return [actions] if isinstance(actions, str) else list(actions)

@@ -453,7 +453,7 @@ def test_key_is_rotated_and_used_by_services_only_through_this_pipeline(cfn_temp
     usage = statements["UseThroughPipelineServices"]
     assert usage["Condition"]["StringEquals"]["kms:CallerAccount"] == {"Ref": "AWS::AccountId"}
     services = {s["Fn::Sub"].split(".")[0] for s in usage["Condition"]["StringEquals"]["kms:ViaService"]}
-    assert services == {"kinesis", "s3", "dynamodb", "lambda", "sns"}
+    assert services == {"kinesis", "s3", "dynamodb", "lambda", "sns", "sqs"}
     administration = statements["KeyAdministrationByAccount"]
     assert not {"kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey*", "kms:*"} & set(administration["Action"])
     # the vendor may only decrypt, and only through S3
