@@ -12,10 +12,12 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from lookup.directory import CachedDirectory, DirectoryEntry, DirectoryTable
-from lookup.identifiers import is_extension
+from lookup.identifiers import is_agent_id, is_extension
 from transform.batch import BatchStage, PendingContact
 
 if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
     from transform.settings import TransformSettings
 
 
@@ -30,10 +32,14 @@ class DirectoryEnrichment:
         self._directory = directory
 
     def __call__(self, contacts: Sequence[PendingContact]) -> None:
+        # Only a well-formed agent id is looked up: the ARN is record content, and a key DynamoDB
+        # refuses (over 2,048 bytes, say) would fail the whole batch on every retry.
         needing = [
             item
             for item in contacts
-            if item.dropped_as is None and not item.contact.provider_extension and item.contact.agent_id
+            if item.dropped_as is None
+            and not item.contact.provider_extension
+            and is_agent_id(item.contact.agent_id)
         ]
         if not needing:
             return
@@ -45,15 +51,17 @@ class DirectoryEnrichment:
                 item.contact.provider_extension = entry.extension
 
 
-def directory_stage(settings: TransformSettings) -> BatchStage:
-    """Builds the stage for the transform Lambda; boto3 is imported here, only when the stage is on."""
-    import boto3
-    from botocore.config import Config
-
+def directory_stage(settings: TransformSettings, client: DynamoDBClient | None = None) -> BatchStage:
+    """Builds the stage for the transform Lambda; boto3 is imported here (if no client is given), only
+    when the stage is on."""
     assert settings.directory_table is not None
-    client = boto3.client(
-        "dynamodb",
-        config=Config(connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 5}),
-    )
+    if client is None:
+        import boto3
+        from botocore.config import Config
+
+        client = boto3.client(
+            "dynamodb",
+            config=Config(connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 5}),
+        )
     table = DirectoryTable(client, settings.directory_table)
     return DirectoryEnrichment(CachedDirectory(table, settings.directory_cache_seconds))

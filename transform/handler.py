@@ -24,17 +24,17 @@ metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
 SETTINGS = TransformSettings.from_environ(os.environ)
 
 
-def _stages(settings: TransformSettings) -> list[BatchStage]:
-    """Optional batch stages; each imports boto3 only when its setting is on."""
+def _stages(settings: TransformSettings, dynamodb: Any = None) -> list[BatchStage]:
+    """Optional batch stages; each imports boto3 only when its setting is on (and no client is given)."""
     stages: list[BatchStage] = []
     if settings.directory_table:
         from transform.directory import directory_stage
 
-        stages.append(directory_stage(settings))
+        stages.append(directory_stage(settings, dynamodb))
     if settings.ledger_table:  # after enrichment: the fingerprint covers the provider extension
         from transform.ledger import ledger_stage
 
-        stages.append(ledger_stage(settings))
+        stages.append(ledger_stage(settings, dynamodb))
     return stages
 
 

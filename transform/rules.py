@@ -77,6 +77,7 @@ class InvalidContact:
 Classification = BillableContact | NotBillable | NotAContactRecord | InvalidContact
 
 NOT_A_CONTACT_RECORD = NotAContactRecord()
+MAX_CONTACT_ID_BYTES = 2048  # DynamoDB's partition-key limit (the billing ledger's key)
 # One instance per reason: a not-billable contact costs no allocation.
 _NOT_BILLABLE = {reason: NotBillable(reason) for reason in NotBillableReason}
 
@@ -126,6 +127,14 @@ def classify(ctr: dict[str, Any], settings: TransformSettings) -> Classification
         hold_seconds = math.floor(hold)
     else:
         return InvalidContact("Agent.CustomerHoldDuration is not a non-negative number")
+
+    # The billing ledger keys on ContactId; DynamoDB refuses a partition key over 2,048 bytes, which
+    # would fail the whole invocation on every retry. Connect's contact ids are 36-character UUIDs.
+    if (
+        len(contact_id) > MAX_CONTACT_ID_BYTES // 4
+        and len(contact_id.encode("utf-8", "surrogatepass")) > MAX_CONTACT_ID_BYTES
+    ):
+        return InvalidContact(f"ContactId is longer than {MAX_CONTACT_ID_BYTES:,} bytes")
 
     return BillableContact(
         ctr,

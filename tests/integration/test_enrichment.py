@@ -118,6 +118,23 @@ def test_dialled_extension_wins_and_unknown_agents_stay_empty(
     assert calls["BatchGetItem"] == 1
 
 
+def test_an_agent_arn_that_is_no_agent_id_is_not_looked_up(
+    dynamodb: Any, seeded: str, count_calls: Any
+) -> None:
+    # GIVEN a batch where one CTR's Agent.ARN ends in 3,000 characters (no agent id; a key DynamoDB
+    # would refuse, failing the whole batch) beside one enriched normally
+    calls = count_calls(dynamodb)
+    stage = DirectoryEnrichment(CachedDirectory(DirectoryTable(dynamodb, seeded), cache_seconds=300))
+    transformer = BatchTransformer(TransformSettings(directory_table=seeded), [stage])
+    hostile = ctr(1, 5)
+    hostile["Agent"]["ARN"] = f"{INSTANCE}/agent/{'a' * 3000}"
+    # WHEN it is transformed
+    result = transformer.transform(firehose_records([hostile, ctr(2, 7)]))
+    # THEN both are billed, the hostile one without an extension, and only the real agent was read
+    assert extensions_of(result.records) == ["", "1007"]
+    assert calls["BatchGetItem"] == 1
+
+
 def test_batch_without_contacts_needing_enrichment_reads_nothing(
     dynamodb: Any, seeded: str, count_calls: Any
 ) -> None:

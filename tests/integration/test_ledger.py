@@ -162,6 +162,18 @@ def test_the_same_record_retried_after_a_failed_invocation_is_emitted_again(ledg
     assert retried.outcomes[Outcome.DUPLICATE] == 0
 
 
+def test_a_contact_id_dynamodb_refuses_as_a_key_fails_only_its_record(ledger_table: str) -> None:
+    # GIVEN a batch of billable contacts, one with a ContactId over DynamoDB's 2,048-byte key limit
+    oversized = billable_ctr(contact_id="c" * 3000)
+    batch = records([billable_ctr(), oversized, billable_ctr()])
+    # WHEN the vendor transform (ledger on) handles it
+    result = vendor_transformer(ledger_table).transform(batch)
+    # THEN that record alone is ProcessingFailed as an invalid contact; the others are ledgered and billed
+    assert results(result) == ["Ok", "ProcessingFailed", "Ok"]
+    assert result.outcomes[Outcome.INVALID] == 1
+    assert result.outcomes[Outcome.BILLABLE] == 2
+
+
 def test_a_republished_version_without_billing_changes_is_a_plain_duplicate(ledger_table: str) -> None:
     # GIVEN a billed contact
     transformer = vendor_transformer(ledger_table)

@@ -20,6 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.unit.fake_dynamodb import KeyLimitedDynamoDB
 from tests.unit.fuzz_inputs import MODES, firehose_batches
 from transform import handler
 from transform.batch import BatchTransformer
@@ -46,7 +47,7 @@ class FakeContext:
 @cache
 def mode(index: int) -> tuple[TransformSettings, BatchTransformer]:
     settings_ = TransformSettings.from_environ(MODES[index])
-    return settings_, BatchTransformer(settings_, handler._stages(settings_))
+    return settings_, BatchTransformer(settings_, handler._stages(settings_, KeyLimitedDynamoDB()))
 
 
 def check_response(

@@ -55,6 +55,19 @@ def test_a_contact_id_that_is_not_a_non_empty_string_is_invalid(contact_id: obje
     assert _problem(ctr) == "ContactId is not a non-empty string"
 
 
+def test_a_billable_contact_id_over_the_ledger_key_limit_is_invalid() -> None:
+    # GIVEN billable CTRs whose ContactId is exactly 2,048 bytes of UTF-8, and one byte more
+    at_limit = ctrs.billable_ctr(contact_id="\u00e9" * 1024)
+    over = ctrs.billable_ctr(contact_id="\u00e9" * 1024 + "x")
+    # THEN the first bills; the second is invalid (DynamoDB would refuse it as the ledger's key)
+    assert _billable(at_limit).ctr["ContactId"] == at_limit["ContactId"]
+    assert _problem(over) == "ContactId is longer than 2,048 bytes"
+    # AND a contact that is not billable anyway is still dropped for its reason
+    voicemail = ctrs.voicemail_ctr()
+    voicemail["ContactId"] = "x" * 5000
+    assert _reason(voicemail) is NotBillableReason.NOT_CONNECTED_TO_AGENT
+
+
 @pytest.mark.parametrize(
     ("mutate", "problem"),
     [
