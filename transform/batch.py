@@ -57,6 +57,18 @@ class PendingContact:
 BatchStage = Callable[[Sequence[PendingContact]], None]
 
 
+class ClaimStage:
+    """A batch stage that decides which billable rows are emitted (the billing ledger claims contacts).
+
+    It runs last, after every row is encoded and the response is known to fit, and sees only the
+    contacts whose rows encoded: a record that fails afterwards must not leave a claim behind, or its
+    later redelivery would be dropped as a duplicate and the contact never billed.
+    """
+
+    def __call__(self, contacts: Sequence[PendingContact]) -> None:
+        raise NotImplementedError
+
+
 @dataclass(slots=True)
 class BatchResult:
     records: list[dict[str, Any]]
@@ -108,7 +120,9 @@ class BatchTransformer:
 
     def __init__(self, settings: TransformSettings, stages: Iterable[BatchStage] = ()) -> None:
         self._settings = settings
-        self._stages = tuple(stages)
+        stages = tuple(stages)
+        self._stages = tuple(stage for stage in stages if not isinstance(stage, ClaimStage))
+        self._claims = tuple(stage for stage in stages if isinstance(stage, ClaimStage))
         self._json = settings.output_format is OutputFormat.JSON
         self._csv_line = CsvEncoder(settings.csv_columns, settings.billing_timezone).line
 
@@ -166,19 +180,37 @@ class BatchTransformer:
             contacts = [item for _, item in pending]
             for stage in self._stages:
                 stage(contacts)
-            encode = self._encode
+            encode, drop = self._encode, self._drop
             for position, item in pending:
-                answers[position] = encode(item, result)
+                answers[position] = (
+                    drop(item, result) if item.dropped_as is not None else encode(item, result)
+                )
 
+        # Before any claim: a refused response (Firehose retries it) leaves nothing claimed.
         _check_response_size(answers)
+        emitted = [(position, item) for position, item in pending if item.dropped_as is None]
+        if self._claims and emitted:
+            claimable = [item for _, item in emitted]
+            for stage in self._claims:
+                stage(claimable)
+            for position, item in emitted:
+                if item.dropped_as is not None:
+                    answers[position] = self._drop(item, result)
+        billable = sum(1 for _, item in emitted if item.dropped_as is None)
+        if billable:
+            outcomes[Outcome.BILLABLE] += billable
         return result
 
+    @staticmethod
+    def _drop(item: PendingContact, result: BatchResult) -> dict[str, Any]:
+        assert item.dropped_as is not None
+        result.outcomes[item.dropped_as] += 1
+        if item.billing_correction:
+            result.outcomes[Outcome.BILLING_CORRECTION] += 1
+        return _dropped(item.record_id)
+
     def _encode(self, item: PendingContact, result: BatchResult) -> dict[str, Any]:
-        if item.dropped_as is not None:
-            result.outcomes[item.dropped_as] += 1
-            if item.billing_correction:
-                result.outcomes[Outcome.BILLING_CORRECTION] += 1
-            return _dropped(item.record_id)
+        """The record's ``Ok`` answer, or ``ProcessingFailed`` (counted) if its row cannot be encoded."""
         try:
             if self._json:
                 answer = _ok(item.record_id, json_row(item.contact))
@@ -186,15 +218,15 @@ class BatchTransformer:
             else:
                 answer = _ok(item.record_id, self._csv_line(item.contact))
         except UnicodeEncodeError:
-            result.outcomes[Outcome.INVALID] += 1
-            result.failures[item.record_id] = "text is not valid Unicode"
-            return _failed(item.record_id, item.record)
+            problem = "text is not valid Unicode"
         except Exception as error:  # a bug must cost one record, never the batch
-            result.outcomes[Outcome.INVALID] += 1
-            result.failures[item.record_id] = f"unexpected {type(error).__name__}"
-            return _failed(item.record_id, item.record)
-        result.outcomes[Outcome.BILLABLE] += 1
-        return answer
+            problem = f"unexpected {type(error).__name__}"
+        else:
+            return answer
+        result.outcomes[Outcome.INVALID] += 1
+        result.failures[item.record_id] = problem
+        item.dropped_as = Outcome.INVALID  # answered; not emitted, so never claimed
+        return _failed(item.record_id, item.record)
 
 
 _NOT_YET_ENCODED: dict[str, Any] = {}

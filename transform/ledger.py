@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from transform.batch import PendingContact
+from transform.batch import ClaimStage, PendingContact
 from transform.rows import EXTRACTORS, json_value
 from transform.rules import Outcome
 from transform.settings import TransformSettings
@@ -379,7 +379,7 @@ def _chunks(values: Sequence[_T], size: int) -> list[Sequence[_T]]:
     return [values[start : start + size] for start in range(0, len(values), size)]
 
 
-class LedgerStage:
+class LedgerStage(ClaimStage):
     """The ``BatchStage``: claims every billable contact of a batch in a few batched ledger calls.
 
     Records of one contact within a batch are decided in batch order, so the first delivered record

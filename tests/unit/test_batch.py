@@ -11,9 +11,11 @@ from typing import Any
 import pytest
 
 from tests.unit import ctr_factory as ctrs
+from transform import batch
 from transform.batch import (
     MAX_RESPONSE_BYTES,
     BatchTransformer,
+    ClaimStage,
     PendingContact,
     ResponseTooLargeError,
     response_size,
@@ -222,6 +224,61 @@ def test_a_failing_stage_fails_the_batch_so_firehose_retries_it() -> None:
 
     with pytest.raises(ConnectionError):
         _run([ctrs.billable_ctr()], CSV, [unavailable])
+
+
+class RecordingClaims(ClaimStage):
+    """A ledger-like claim stage that records what it was asked to claim and drops ``drop`` of them."""
+
+    def __init__(self, drop: Sequence[str] = ()) -> None:
+        self.claimed: list[str] = []
+        self._drop = set(drop)
+
+    def __call__(self, contacts: Sequence[PendingContact]) -> None:
+        for item in contacts:
+            self.claimed.append(item.record_id)
+            if item.record_id in self._drop:
+                item.dropped_as = Outcome.DUPLICATE
+
+
+def test_claims_run_last_and_only_for_rows_that_encoded() -> None:
+    # GIVEN a claim stage listed FIRST, an enrichment after it, and a contact whose row cannot be
+    # encoded (a lone surrogate put in by the enrichment)
+    settings = TransformSettings.from_environ({"CSV_COLUMNS": "agent_username,provider_extension"})
+    broken = ctrs.billable_ctr()
+    broken["Agent"]["Username"] = "dr.\udcff"
+    broken_contact = classify(broken, settings)
+    assert isinstance(broken_contact, BillableContact)
+    extensions_when_claimed: list[str] = []
+
+    class Claims(RecordingClaims):
+        def __call__(self, contacts: Sequence[PendingContact]) -> None:
+            extensions_when_claimed.extend(item.contact.provider_extension for item in contacts)
+            super().__call__(contacts)
+
+    def enrich(pending: Sequence[PendingContact]) -> None:
+        pending[0].contact = broken_contact
+        for item in pending:
+            item.contact.provider_extension = "7001"
+
+    claims = Claims(drop=["r2"])
+    payloads = [ctrs.billable_ctr(extension=None) for _ in range(3)]
+    # WHEN transformed
+    _, result = _run(payloads, settings, [claims, enrich])
+    # THEN the claim saw the enriched rows, but not the one that failed to encode
+    assert claims.claimed == ["r1", "r2"]
+    assert extensions_when_claimed == ["7001", "7001"]
+    assert [r["result"] for r in result.records] == ["ProcessingFailed", "Ok", "Dropped"]
+    assert result.outcomes == {Outcome.INVALID: 1, Outcome.BILLABLE: 1, Outcome.DUPLICATE: 1}
+
+
+def test_a_response_refused_for_its_size_claims_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN a claim stage and a response over the size limit (lowered here)
+    monkeypatch.setattr(batch, "MAX_RESPONSE_BYTES", 100)
+    claims = RecordingClaims()
+    # WHEN transformed  THEN it is refused (Firehose retries) before anything was claimed
+    with pytest.raises(ResponseTooLargeError):
+        _run([ctrs.billable_ctr(), ctrs.billable_ctr()], CSV, [claims])
+    assert claims.claimed == []
 
 
 def test_stages_do_not_run_without_billable_contacts() -> None:
