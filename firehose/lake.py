@@ -122,8 +122,14 @@ class LocalLake:
             cursor = self._connection.execute(translated, list(parameters))
             columns = tuple(column[0] for column in cursor.description or ())
             rows = cursor.fetchall() if columns else []
-        except duckdb.Error as error:
+        except duckdb.ProgrammingError as error:  # parser, catalog, binder: about the SQL text itself
             raise LakeError(f"query failed: {error}") from None
+        except duckdb.Error as error:
+            # Conversion and other data errors quote the offending value, which may be a patient's phone
+            # number: only the kind of error is reported.
+            raise LakeError(
+                f"query failed: {type(error).__name__} on a value in the lake (values are not shown)"
+            ) from None
         return QueryResult(columns, rows)
 
     def fetch(self, sql: str, parameters: Sequence[str]) -> list[dict[str, Any]]:

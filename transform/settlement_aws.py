@@ -36,7 +36,7 @@ _FINISHED = {"SUCCEEDED", "FAILED", "CANCELLED"}
 
 
 class AthenaQueryError(RuntimeError):
-    """An Athena query did not succeed; the message holds its state and Athena's reason (no row values)."""
+    """An Athena query did not succeed; the message holds its id, state and error codes (no row values)."""
 
 
 class AthenaEngine:
@@ -83,8 +83,14 @@ class AthenaEngine:
             if state == "SUCCEEDED":
                 return
             if state in _FINISHED:
-                reason = status.get("StateChangeReason", "no reason given")
-                raise AthenaQueryError(f"Athena query {query_id} {state}: {reason}")
+                # Not StateChangeReason: Athena quotes the offending value there (a cast of a patient's
+                # phone number, say), and this message reaches CloudWatch. The query id finds the full
+                # reason in the Athena console, behind the workgroup's own access control.
+                error = status.get("AthenaError") or {}
+                raise AthenaQueryError(
+                    f"Athena query {query_id} {state} (error category {error.get('ErrorCategory', '?')}, "
+                    f"type {error.get('ErrorType', '?')}); see the query's details in Athena"
+                )
             if waited >= self._timeout_seconds:
                 self._client.stop_query_execution(QueryExecutionId=query_id)
                 raise AthenaQueryError(f"Athena query {query_id} still {state} after {waited:.0f} s; stopped")

@@ -32,7 +32,7 @@ from transform.settlement import (
     row_value,
     settle,
 )
-from transform.settlement_aws import settlement_day
+from transform.settlement_aws import AthenaEngine, AthenaQueryError, settlement_day
 
 DAYS = (date(2026, 11, 1), date(2026, 11, 2), date(2026, 11, 3))
 NOW = datetime(2026, 11, 4, 5, 10, tzinfo=UTC)
@@ -346,3 +346,34 @@ def test_vendor_reconciliation_compares_the_lake_with_the_settled_files(
     assert by_date["2026-11-02"]["lake_rows"] == per_local_day[date(2026, 11, 2)]
     assert by_date["2026-11-02"]["settled_rows"] == per_local_day[date(2026, 11, 2)] - 1
     assert {r["billing_date"]: r["lake_rows"] for r in rows if r["status"] == "not settled"} == unsettled
+
+
+class _FailedAthenaQuery:
+    """The Athena calls ``AthenaEngine`` makes, for a query that fails on a patient's phone number."""
+
+    def start_query_execution(self, **request: Any) -> dict[str, str]:
+        return {"QueryExecutionId": "q-1"}
+
+    def get_query_execution(self, QueryExecutionId: str) -> dict[str, Any]:
+        return {
+            "QueryExecution": {
+                "Status": {
+                    "State": "FAILED",
+                    "StateChangeReason": "INVALID_CAST_ARGUMENT: Value cannot be cast to date: +12025550143",
+                    "AthenaError": {"ErrorCategory": 2, "ErrorType": 1005, "Retryable": False},
+                }
+            }
+        }
+
+
+def test_a_failed_athena_query_is_reported_without_athena_s_reason() -> None:
+    # GIVEN Athena failing a settlement query with a reason that quotes a phone number
+    engine = AthenaEngine(_FailedAthenaQuery(), "work-group", "database", sleep=lambda _: None)  # type: ignore[arg-type]
+    # WHEN the engine runs it
+    with pytest.raises(AthenaQueryError) as error:
+        engine.fetch("SELECT 1", [])
+    # THEN the error (which reaches CloudWatch) names the query, its state and Athena's error codes only
+    message = str(error.value)
+    assert "q-1 FAILED" in message
+    assert "category 2" in message and "type 1005" in message
+    assert "2025550143" not in message

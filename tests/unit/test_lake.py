@@ -199,6 +199,19 @@ def test_sql_that_is_not_one_athena_statement_is_a_clear_error(lake: LocalLake) 
         lake.query("SELECT no_such_column FROM billing_rows")
 
 
+def test_a_query_failing_on_a_value_does_not_quote_the_value(lake: LocalLake) -> None:
+    # GIVEN the lake's patient phone numbers
+    phones = [row[0] for row in lake.query("SELECT patient_phone FROM billing_rows").rows if row[0]]
+    assert phones
+    # WHEN a query fails converting one of them (DuckDB quotes the value it could not convert)
+    with pytest.raises(LakeError) as error:
+        lake.query("SELECT CAST(patient_phone AS DATE) FROM billing_rows")
+    # THEN the error says what kind of failure it was, and no phone number (not even its digits) appears
+    message = str(error.value)
+    assert "ConversionException" in message
+    assert not [phone for phone in phones if phone in message or phone.lstrip("+") in message]
+
+
 def test_athena_functions_are_translated_to_duckdb(lake: LocalLake) -> None:
     # GIVEN Trino functions DuckDB spells differently (date_format, max_by, from_iso8601_timestamp)
     sql = (
