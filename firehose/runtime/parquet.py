@@ -5,10 +5,10 @@ from __future__ import annotations
 import io
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Context, Decimal, Inexact, InvalidOperation
 from typing import Any
 
 import pyarrow as pa
@@ -61,7 +61,10 @@ def _timestamp(value: Any) -> datetime:
     if isinstance(value, bool):
         raise TypeError
     if isinstance(value, int | float):
-        return datetime.fromtimestamp(value / 1000, tz=UTC)
+        try:
+            return datetime.fromtimestamp(value / 1000, tz=UTC)
+        except OSError:  # beyond the platform's time_t: the same problem as a year past 9999
+            raise OverflowError from None
     if isinstance(value, str):
         text = value.strip().replace(" ", "T", 1)
         parsed = datetime.fromisoformat(text)
@@ -69,20 +72,35 @@ def _timestamp(value: Any) -> datetime:
     raise TypeError
 
 
-def _integer(value: Any) -> int:
-    if isinstance(value, bool):
-        raise TypeError
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str):
-        return int(value.strip())
-    raise TypeError
+def _integer_reader(data_type: pa.DataType) -> Callable[[Any], int]:
+    bits = data_type.bit_width
+    low, high = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
+    if pa.types.is_unsigned_integer(data_type):
+        low, high = 0, 2**bits - 1
+
+    def read(value: Any) -> int:
+        if isinstance(value, bool):
+            raise TypeError
+        if isinstance(value, int):
+            number = value
+        elif isinstance(value, float) and value.is_integer():
+            number = int(value)
+        elif isinstance(value, str):
+            number = int(value.strip())
+        else:
+            raise TypeError
+        if not low <= number <= high:
+            raise OverflowError
+        return number
+
+    return read
 
 
 def _string(value: Any) -> str:
     if isinstance(value, str):
+        # A JSON escape can hold a lone surrogate, which Parquet's UTF-8 cannot (UnicodeEncodeError).
+        if not value.isascii():
+            value.encode("utf-8")
         return value
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -91,30 +109,63 @@ def _string(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
-def _convert(value: Any, data_type: pa.DataType) -> Any:
-    if value is None:
-        return None
-    if pa.types.is_string(data_type):
-        return _string(value)
-    if pa.types.is_integer(data_type):
-        return _integer(value)
-    if pa.types.is_timestamp(data_type):
-        return _timestamp(value)
-    if pa.types.is_floating(data_type):
+def _float(value: Any) -> float:
+    if isinstance(value, bool):
+        raise TypeError
+    return float(value)
+
+
+def _boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise TypeError
+
+
+def _date(value: Any) -> date:
+    return date.fromisoformat(str(value))
+
+
+def _decimal_reader(data_type: pa.DataType) -> Callable[[Any], Decimal]:
+    # Precision and scale are enforced here, as Parquet's decimal cannot hold more: Inexact (digits
+    # lost to the scale) and InvalidOperation (more digits than the precision) both fail the record.
+    context = Context(prec=data_type.precision, traps=[InvalidOperation, Inexact])
+    quantum = Decimal(1).scaleb(-data_type.scale)
+
+    def read(value: Any) -> Decimal:
         if isinstance(value, bool):
             raise TypeError
-        return float(value)
+        number = Decimal(str(value).strip())
+        if not number.is_finite():
+            raise ValueError
+        return context.quantize(number, quantum)
+
+    return read
+
+
+def _reader(data_type: pa.DataType) -> Callable[[Any], Any]:
+    """The function that reads one JSON value as ``data_type``, raising for any value Parquet cannot hold."""
+    if pa.types.is_string(data_type):
+        return _string
+    if pa.types.is_integer(data_type):
+        return _integer_reader(data_type)
+    if pa.types.is_timestamp(data_type):
+        return _timestamp
+    if pa.types.is_floating(data_type):
+        return _float
     if pa.types.is_boolean(data_type):
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false"):
-            return value.lower() == "true"
-        raise TypeError
+        return _boolean
     if pa.types.is_date(data_type):
-        return date.fromisoformat(str(value))
+        return _date
     if pa.types.is_decimal(data_type):
-        return Decimal(str(value))
-    raise TypeError
+        return _decimal_reader(data_type)
+    raise SchemaError(f"Arrow type {data_type} is not supported by local format conversion")
+
+
+# What reading a value can raise: ValueError covers UnicodeEncodeError; ArithmeticError covers
+# OverflowError and the decimal signals; RecursionError comes from deeply nested JSON.
+_VALUE_ERRORS = (TypeError, ValueError, ArithmeticError, RecursionError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,42 +181,71 @@ class ParquetConverter:
         self.schema = schema
         self._compression = "none" if compression == "UNCOMPRESSED" else compression.lower()
         self._case_insensitive = case_insensitive
-        self._fields = [(field.name, field.name.lower(), field.type) for field in schema]
+        self._fields = [(field.name, field.name.lower(), field.type, _reader(field.type)) for field in schema]
 
     def convert(self, records: Sequence[bytes]) -> Converted:
-        columns: dict[str, list[Any]] = {name: [] for name, _, _ in self._fields}
+        rows: list[tuple[int, dict[str, Any]]] = []
         failures: dict[int, str] = {}
-        rows = 0
         for index, data in enumerate(records):
             try:
-                row = self._row(data)
+                rows.append((index, self._row(data)))
             except ConversionError as error:
                 failures[index] = str(error)
-                continue
-            for name, value in row.items():
-                columns[name].append(value)
-            rows += 1
-        if rows == 0:
+        table = self._table(rows, failures)
+        if table is None:
             return Converted(None, 0, failures)
-        table = pa.Table.from_pydict(columns, schema=self.schema)
         sink = io.BytesIO()
         pq.write_table(table, sink, compression=self._compression)
-        return Converted(sink.getvalue(), rows, failures)
+        return Converted(sink.getvalue(), table.num_rows, failures)
+
+    def _table(self, rows: list[tuple[int, dict[str, Any]]], failures: dict[int, str]) -> pa.Table | None:
+        """The rows as one table. Every value was checked when read; should Arrow still refuse one, the
+        rows are tried one by one so that only the records it refuses fail, never the whole buffer."""
+        if not rows:
+            return None
+        try:
+            return self._build([row for _, row in rows])
+        except (pa.ArrowException, *_VALUE_ERRORS):
+            pass
+        kept: list[dict[str, Any]] = []
+        for index, row in rows:
+            try:
+                self._build([row])
+            except (pa.ArrowException, *_VALUE_ERRORS):
+                failures[index] = self._unwritable_column(row)
+                continue
+            kept.append(row)
+        return self._build(kept) if kept else None
+
+    def _build(self, rows: list[dict[str, Any]]) -> pa.Table:
+        columns = {name: [row[name] for row in rows] for name, _, _, _ in self._fields}
+        return pa.Table.from_pydict(columns, schema=self.schema)
+
+    def _unwritable_column(self, row: dict[str, Any]) -> str:
+        for name, _, data_type, _ in self._fields:
+            try:
+                pa.array([row[name]], type=data_type)
+            except (pa.ArrowException, *_VALUE_ERRORS):
+                return f"column {name} cannot be written as {data_type}"
+        return "the record cannot be written as Parquet"
 
     def _row(self, data: bytes) -> dict[str, Any]:
         try:
             document = json.loads(data)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
             raise ConversionError("the record is not JSON") from None
         if not isinstance(document, dict):
             raise ConversionError("the record is not a JSON object")
         if self._case_insensitive:
             document = {str(key).lower(): value for key, value in document.items()}
         row: dict[str, Any] = {}
-        for name, lowered, data_type in self._fields:
+        for name, lowered, data_type, read in self._fields:
             value = document.get(lowered if self._case_insensitive else name)
+            if value is None:
+                row[name] = None
+                continue
             try:
-                row[name] = _convert(value, data_type)
-            except (TypeError, ValueError, InvalidOperation, OverflowError):
+                row[name] = read(value)
+            except _VALUE_ERRORS:
                 raise ConversionError(f"column {name} cannot be read as {data_type}") from None
         return row

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -135,7 +136,8 @@ def test_a_runtime_stopped_mid_stream_restarts_from_its_checkpoint_and_loses_not
 def test_records_that_do_not_match_the_glue_schema_go_to_format_conversion_failed(
     embedded_aws: EmbeddedAws, tmp_path: Path
 ) -> None:
-    # GIVEN a delivery stream converting JSON to Parquet with a Glue table of (name string, count bigint)
+    # GIVEN a delivery stream converting JSON to Parquet with a Glue table of
+    # (name string, count bigint, at timestamp)
     stack = DirectStack(embedded_aws, tmp_path)
     glue = embedded_aws.client("glue")
     glue.create_database(DatabaseInput={"Name": "db"})
@@ -144,7 +146,11 @@ def test_records_that_do_not_match_the_glue_schema_go_to_format_conversion_faile
         TableInput={
             "Name": "rows",
             "StorageDescriptor": {
-                "Columns": [{"Name": "name", "Type": "string"}, {"Name": "count", "Type": "bigint"}]
+                "Columns": [
+                    {"Name": "name", "Type": "string"},
+                    {"Name": "count", "Type": "bigint"},
+                    {"Name": "at", "Type": "timestamp"},
+                ]
             },
         },
     )
@@ -159,12 +165,20 @@ def test_records_that_do_not_match_the_glue_schema_go_to_format_conversion_faile
             "OutputFormatConfiguration": {"Serializer": {"ParquetSerDe": {}}},
         },
     )
-    good = [b'{"NAME": "a", "Count": 1}', b'{"name": "b", "count": "2"}']
-    bad = [b'{"name": "c", "count": "many"}', b"not json"]
+    good = [b'{"NAME": "a", "Count": 1, "at": 1700000000000}', b'{"name": "b", "count": "2"}']
+    bad = [
+        b'{"name": "c", "count": "many"}',
+        b"not json",
+        # values Parquet cannot hold: beyond int64, beyond any datetime, a lone UTF-16 surrogate
+        b'{"name": "d", "count": 99999999999999999999}',
+        b'{"name": "e", "count": 1e30}',
+        b'{"name": "f", "at": 1e20}',
+        b'{"name": "g\\ud800", "count": 3}',
+    ]
 
-    # WHEN good and bad records are put
-    with runtime(embedded_aws, tmp_path / "state"):
-        put_records(embedded_aws, stack.stream, good + bad)
+    # WHEN good and bad records are put, interleaved in one buffer
+    with runtime(embedded_aws, tmp_path / "state") as pipeline:
+        put_records(embedded_aws, stack.stream, [good[0], *bad, good[1]])
 
     # THEN the good ones are Parquet rows (keys matched case-insensitively), the bad ones error documents
     import io
@@ -177,6 +191,10 @@ def test_records_that_do_not_match_the_glue_schema_go_to_format_conversion_faile
         ("a", 1),
         ("b", 2),
     ]
+    assert sorted(table["at"].to_pylist(), key=str) == [
+        datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC),
+        None,
+    ]
     documents = [
         json.loads(line)
         for body in objects(embedded_aws, stack.bucket, "errors/format-conversion-failed/").values()
@@ -185,6 +203,8 @@ def test_records_that_do_not_match_the_glue_schema_go_to_format_conversion_faile
     assert sorted(base64.b64decode(d["rawData"]) for d in documents) == sorted(bad)
     assert {d["errorCode"] for d in documents} == {"DataFormatConversion.MalformedData"}
     assert all("many" not in d["errorMessage"] for d in documents)
+    assert pipeline.counts()["converted"]["format-conversion-failed"] == len(bad)
+    assert pipeline.counts()["converted"]["delivered"] == len(good)
 
 
 class _FailingReads:
