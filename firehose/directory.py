@@ -2,8 +2,10 @@
 
 Rules the voicemail solution does not enforce and we do: an extension is 1-5 digits and belongs to at
 most one agent. ``import`` validates the whole file (and the table's current holders) before writing
-anything and reports every bad line; it then writes 100 entries per DynamoDB transaction. Writes
-update ``extension``/``username`` only, so an existing voicemail deployment's per-agent settings stay.
+anything and reports every bad line; it then writes 100 entries per DynamoDB transaction, each entry
+conditional on the item being as it was checked, and rolls back the transactions already committed
+when a later one fails. Writes update ``extension``/``username`` only, so an existing voicemail
+deployment's per-agent settings stay.
 
 Checks and writes are not one transaction: two administrators assigning the same extension at the
 same instant could both pass the check. The lookup Lambdas answer ``found=false`` for an extension
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO
 
 from firehose.errors import CommandError
-from lookup.directory import DirectoryEntry, DirectoryTable
+from lookup.directory import ChangesNotApplied, DirectoryEntry, DirectoryTable, EntryChange
 from lookup.identifiers import is_agent_id, is_extension
 
 if TYPE_CHECKING:
@@ -170,15 +172,55 @@ def import_entries(
     rows: Sequence[tuple[int, Mapping[str, str]]],
     problems: Sequence[LineProblem] = (),
 ) -> int:
-    """All or nothing: every row is checked (format, duplicates, the table's holders) before any write."""
+    """All or nothing: every row is checked (format, duplicates, the table's holders) before any
+    write; each write is conditional on the item as it was checked, and a write that fails part-way
+    is rolled back."""
     entries, row_problems = parse_entries(rows)
     problems = [*problems, *row_problems]
-    problems += table_conflicts(entries, table.scan())
+    current = list(table.scan())
+    problems += table_conflicts(entries, current)
     if problems:
         problems.sort(key=lambda problem: problem.line)
         raise DirectoryRejected(f"nothing imported: {len(problems)} problem(s)", problems)
-    table.set_extensions([item.entry for item in entries])
+    checked = {entry.agent_id: entry for entry in current}
+    changes = [EntryChange(item.entry, checked.get(item.entry.agent_id)) for item in entries]
+    try:
+        table.apply_changes(changes)
+    except ChangesNotApplied as failure:
+        raise import_failure(failure, entries) from None
     return len(entries)
+
+
+def import_failure(failure: ChangesNotApplied, entries: Sequence[NumberedEntry]) -> CommandError:
+    """What the user needs to know about a write that failed: whether the directory is unchanged,
+    and if not, exactly how much of the file is written."""
+    failed = f"writing entries {failure.failed.start + 1}-{failure.failed.stop} of {failure.total} failed"
+    if failure.not_restored:
+        count = len(failure.not_restored)
+        shown = ", ".join(failure.not_restored[:10]) + (", ..." if count > 10 else "")
+        return CommandError(
+            f"import incomplete: {failed} ({failure.reason}), and rolling back failed: "
+            f"{count} of the file's {failure.total} entries are written ({shown}), the rest are not. "
+            "Running the same import again is safe: it checks the table afresh and writes the rest."
+        )
+    undone = (
+        f"the {failure.rolled_back} entries already written were rolled back"
+        if failure.rolled_back
+        else "nothing was written"
+    )
+    if failure.changed_agents:
+        line_of = {item.entry.agent_id: item.line for item in entries}
+        return DirectoryRejected(
+            f"nothing imported: the table changed after the file was checked ({failed}); "
+            f"{undone}, so the import left the directory unchanged. Check the agents below and import again",
+            [
+                LineProblem(line_of[agent], f"agent {agent} changed in the table after the file was checked")
+                for agent in failure.changed_agents
+            ],
+        )
+    return CommandError(
+        f"nothing imported: {failed} ({failure.reason}); {undone}, the directory is unchanged"
+    )
 
 
 def import_csv(table: DirectoryTable, source: TextIO) -> int:

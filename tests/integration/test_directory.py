@@ -3,10 +3,13 @@ import / export / set / remove and every refusal."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
+from botocore.awsrequest import AWSResponse, HTTPHeaders
 
 from firehose.cli import main
 from firehose.directory import DirectoryRejected, seed_directory
@@ -36,6 +39,50 @@ def cli(aws_env: str, directory_table: str, capsys: pytest.CaptureFixture[str]) 
 @pytest.fixture
 def table(dynamodb: Any, directory_table: str) -> DirectoryTable:
     return DirectoryTable(dynamodb, directory_table)
+
+
+@pytest.fixture
+def cli_session(aws_env: str, monkeypatch: pytest.MonkeyPatch) -> boto3.Session:
+    """The boto3 session the CLI's clients come from: handlers registered on its events (e.g.
+    ``before-call.dynamodb.TransactWriteItems``) see, and may answer, every call the CLI makes."""
+    session = boto3.Session()
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", session)
+    return session
+
+
+def aws_error(code: str, status: int = 400, **members: Any) -> tuple[AWSResponse, dict[str, Any]]:
+    """A response that makes botocore raise ``ClientError`` with this code, as DynamoDB's would."""
+    parsed = {"Error": {"Code": code, "Message": "injected"}, "ResponseMetadata": {"HTTPStatusCode": status}}
+    return AWSResponse("http://injected", status, HTTPHeaders(), None), {**parsed, **members}
+
+
+def on_calls(numbers: set[int], action: Callable[[], Any]) -> Callable[..., Any]:
+    """A ``before-call`` handler that runs ``action`` on the given calls (1-based) and lets the others
+    through; what ``action`` returns (a response, or None to send the real request) is the answer."""
+    calls = 0
+
+    def handler(**_: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        return action() if calls in numbers else None
+
+    return handler
+
+
+def raw_items(dynamodb: Any, table_name: str) -> dict[str, dict[str, Any]]:
+    """Every item of the table with all its attributes, by agent id."""
+    items: dict[str, dict[str, Any]] = {}
+    for page in dynamodb.get_paginator("scan").paginate(TableName=table_name, ConsistentRead=True):
+        for item in page["Items"]:
+            items[item["agentId"]["S"]] = item
+    return items
+
+
+def many_rows(count: int) -> str:
+    """A directory CSV of ``count`` agents (agent-0000 on line 2 ...), extensions 1000 + n."""
+    return "agentId,extension,username\n" + "".join(
+        f"agent-{n:04d},{1000 + n},dr.{n}\n" for n in range(count)
+    )
 
 
 def entries(table: DirectoryTable) -> set[DirectoryEntry]:
@@ -146,6 +193,150 @@ def test_import_of_a_missing_file(cli: Any, tmp_path: Path) -> None:
     assert "nope.csv" in err
 
 
+@pytest.fixture
+def populated(dynamodb: Any, directory_table: str) -> dict[str, dict[str, Any]]:
+    """A table the 250-row file touches in every way: an agent it moves (with voicemail settings and a
+    username it replaces), a voicemail-only item it gives an extension, an agent of the second
+    transaction, and an agent outside the file. Returns the items as they are."""
+    for item in (
+        {
+            "agentId": {"S": "agent-0000"},
+            "extension": {"S": "9000"},
+            "username": {"S": "dr.old"},
+            "transcribeVoicemail": {"BOOL": True},
+        },
+        {"agentId": {"S": "agent-0001"}, "encryptVoicemail": {"BOOL": False}},
+        {"agentId": {"S": "agent-0150"}, "extension": {"S": "9150"}},
+        {"agentId": {"S": "agent-0900"}, "extension": {"S": "9900"}, "username": {"S": "dr.other"}},
+    ):
+        dynamodb.put_item(TableName=directory_table, Item=item)
+    return raw_items(dynamodb, directory_table)
+
+
+@pytest.mark.parametrize(("code", "status"), [("ValidationException", 400), ("InternalServerError", 500)])
+def test_import_failing_in_a_later_transaction_is_rolled_back(
+    cli: Any,
+    cli_session: boto3.Session,
+    dynamodb: Any,
+    directory_table: str,
+    populated: dict[str, dict[str, Any]],
+    tmp_path: Path,
+    code: str,
+    status: int,
+) -> None:
+    # GIVEN a 250-row file (three transactions) and a table with entries the first transaction changes
+    source = write(tmp_path, many_rows(250))
+    # AND DynamoDB fails the second transaction (a 500's outcome is unknown, so it is undone too)
+    transactions = on_calls({2}, lambda: aws_error(code, status))
+    cli_session.events.register("before-call.dynamodb.TransactWriteItems", transactions)
+    # WHEN the file is imported
+    status_code, _, err = cli("import", source)
+    # THEN the import fails, saying so and that nothing of it remains
+    assert status_code == 2
+    assert (
+        "nothing imported: writing entries 101-200 of 250 failed "
+        f"(DynamoDB TransactWriteItems on table {directory_table} failed: {code}); "
+        "the 100 entries already written were rolled back, the directory is unchanged"
+    ) in err
+    # AND the table is exactly as before: moved extensions, usernames and voicemail settings restored,
+    # created items deleted, and the third transaction never sent
+    assert raw_items(dynamodb, directory_table) == populated
+
+
+@pytest.mark.parametrize(
+    ("agent", "line", "transaction", "rows"),
+    [
+        ("agent-0150", 152, 2, 250),  # held 9150 when checked
+        ("agent-0160", 162, 2, 250),  # absent when checked
+        ("agent-0000", 2, 1, 5),  # a one-transaction import
+    ],
+)
+def test_import_refuses_to_overwrite_a_concurrent_change(
+    cli: Any,
+    cli_session: boto3.Session,
+    dynamodb: Any,
+    directory_table: str,
+    populated: dict[str, dict[str, Any]],
+    tmp_path: Path,
+    agent: str,
+    line: int,
+    transaction: int,
+    rows: int,
+) -> None:
+    # GIVEN a file that was checked against the table
+    source = write(tmp_path, many_rows(rows))
+
+    # AND another administrator gives one of its agents another extension before that agent is written
+    def concurrent_set() -> None:
+        dynamodb.update_item(
+            TableName=directory_table,
+            Key={"agentId": {"S": agent}},
+            UpdateExpression="SET extension = :e",
+            ExpressionAttributeValues={":e": {"S": "777"}},
+        )
+
+    cli_session.events.register(
+        "before-call.dynamodb.TransactWriteItems", on_calls({transaction}, concurrent_set)
+    )
+    # WHEN the file is imported
+    status, _, err = cli("import", source)
+    # THEN it is refused, naming the agent and its line, and nothing of the file stays written
+    assert status == 2
+    assert "nothing imported: the table changed after the file was checked" in err
+    assert "so the import left the directory unchanged" in err
+    assert f"  line {line}: agent {agent} changed in the table after the file was checked" in err
+    # AND the other administrator's change is kept, everything else is as before
+    expected = dict(populated)
+    expected[agent] = {**populated.get(agent, {"agentId": {"S": agent}}), "extension": {"S": "777"}}
+    assert raw_items(dynamodb, directory_table) == expected
+
+
+def test_import_whose_rollback_fails_says_exactly_what_is_written(
+    cli: Any, cli_session: boto3.Session, table: DirectoryTable, tmp_path: Path
+) -> None:
+    # GIVEN an empty table, a 250-row file, a second transaction that fails,
+    # and a rollback whose first three deletes fail too
+    source = write(tmp_path, many_rows(250))
+    failing_transaction = on_calls({2}, lambda: aws_error("ValidationException"))
+    failing_deletes = on_calls({1, 2, 3}, lambda: aws_error("InternalServerError", 500))
+    cli_session.events.register("before-call.dynamodb.TransactWriteItems", failing_transaction)
+    cli_session.events.register("before-call.dynamodb.DeleteItem", failing_deletes)
+    # WHEN the file is imported
+    status, _, err = cli("import", source)
+    # THEN the failure says how many entries are written, which ones, and that a re-run is safe
+    assert status == 2
+    assert "import incomplete: writing entries 101-200 of 250 failed" in err
+    assert (
+        "3 of the file's 250 entries are written (agent-0000, agent-0001, agent-0002), the rest are not"
+    ) in err
+    assert "Running the same import again is safe" in err
+    assert entries(table) == {DirectoryEntry(f"agent-{n:04d}", str(1000 + n), f"dr.{n}") for n in range(3)}
+    # AND running the same import again (DynamoDB healthy again) writes the whole file
+    cli_session.events.unregister("before-call.dynamodb.TransactWriteItems", failing_transaction)
+    cli_session.events.unregister("before-call.dynamodb.DeleteItem", failing_deletes)
+    status, _, err = cli("import", source)
+    assert status == 0, err
+    assert len(entries(table)) == 250
+
+
+def test_import_retries_a_throttled_transaction(
+    cli: Any, cli_session: boto3.Session, table: DirectoryTable, tmp_path: Path
+) -> None:
+    # GIVEN DynamoDB throttles the second transaction once
+    throttled = aws_error(
+        "TransactionCanceledException", CancellationReasons=[{"Code": "None"}, {"Code": "ThrottlingError"}]
+    )
+    calls: list[str] = []
+    cli_session.events.register("before-call.dynamodb.TransactWriteItems", lambda **_: calls.append("call"))
+    cli_session.events.register("before-call.dynamodb.TransactWriteItems", on_calls({2}, lambda: throttled))
+    # WHEN a 250-row file is imported
+    status, _, err = cli("import", write(tmp_path, many_rows(250)))
+    # THEN the transaction is retried and the whole file is written
+    assert status == 0, err
+    assert len(calls) == 4
+    assert len(entries(table)) == 250
+
+
 # --- set / remove ----------------------------------------------------------------------------------
 
 
@@ -217,6 +408,19 @@ def test_remove_of_an_unknown_agent_is_refused(cli: Any, table: DirectoryTable, 
     status, _, err = cli("remove", A1)
     assert status == 2
     assert f"agent {A1} is not in the directory table {directory_table}" in err
+
+
+@pytest.mark.parametrize("agent", ["a/b", "", ".dot-first", "x" * 129, "agent 1"])
+def test_remove_refuses_a_malformed_agent_id_and_changes_nothing(
+    cli: Any, dynamodb: Any, directory_table: str, populated: dict[str, dict[str, Any]], agent: str
+) -> None:
+    # GIVEN a populated directory
+    # WHEN remove is given something that is not an agent id
+    status, _, err = cli("remove", agent)
+    # THEN it is refused with a clear message and the table is untouched
+    assert status == 2
+    assert f"ctr-billing: agentId {agent!r} is not an agent id" in err
+    assert raw_items(dynamodb, directory_table) == populated
 
 
 # --- configuration and AWS errors ------------------------------------------------------------------
