@@ -19,7 +19,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -381,7 +381,37 @@ def run(args: argparse.Namespace) -> int:
         pipeline.aws.stop()
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     _print_summary(summary, out)
+    problems = mismatches(summary, chaos=args.chaos is not None)
+    if problems:
+        print(f"demo: not as expected: {'; '.join(problems)}", file=sys.stderr)
+        return 1
     return 0
+
+
+def mismatches(summary: Mapping[str, Any], *, chaos: bool) -> list[str]:
+    """What a run delivered differently from what was put and predicted (empty: all as expected).
+
+    Under chaos the lake may hold re-delivered rows (it is at least once, like Firehose to S3; its views
+    and the daily export fold them), so only the vendor's exactness and nothing lost are required there.
+    """
+    expected = [
+        ("raw records archived", "raw_records", "records_put"),
+        ("vendor CSV rows", "vendor_rows", "billable_expected"),
+        ("lake Parquet rows", "lake_rows", "lake_rows_expected"),
+    ]
+    problems = [
+        f"{label} {summary[actual]} != {summary[wanted]}"
+        for label, actual, wanted in expected
+        if summary.get(wanted) is not None
+        and summary.get(actual) != summary[wanted]
+        and not (chaos and actual == "lake_rows" and summary[actual] > summary[wanted])
+    ]
+    problems += [
+        f"{counter.replace('_', ' ')} {summary[counter]}"
+        for counter in ("lost", "duplicate_vendor_rows")
+        if summary.get(counter)
+    ]
+    return problems
 
 
 def _run_pipeline(
