@@ -59,3 +59,31 @@ def test_blank_lines_are_skipped_and_agent_events_counted() -> None:
     # THEN the event is not a contact record, the array is malformed, the blank line is nothing
     assert summary.outcomes == {Outcome.NOT_A_CONTACT_RECORD: 1, Outcome.MALFORMED: 1}
     assert summary.first_failures == [(3, "data is not a JSON object")]
+
+
+def test_an_unexpected_error_on_one_line_costs_that_line_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN three CTRs, the second of which trips a bug in the rules (simulated)
+    lines = EXAMPLES.read_text().splitlines()[:3]
+    classify = offline.classify
+    unlucky = json.loads(lines[1])["ContactId"]
+
+    def buggy_classify(ctr: dict[str, object], settings: TransformSettings) -> object:
+        if ctr.get("ContactId") == unlucky:
+            raise KeyError("bug")
+        return classify(ctr, settings)
+
+    monkeypatch.setattr(offline, "classify", buggy_classify)
+    settings = TransformSettings()
+    rejects = io.StringIO()
+    # WHEN the lines are transformed
+    summary = transform_lines(
+        io.StringIO("\n".join(lines) + "\n"),
+        make_sink(OfflineFormat.CSV, io.BytesIO(), settings),
+        settings,
+        rejects,
+    )
+    # THEN that line is rejected as invalid with the error's kind only, and the others were handled
+    assert summary.outcomes[Outcome.INVALID] == 1
+    assert summary.first_failures == [(2, "unexpected KeyError")]
+    assert rejects.getvalue() == lines[1] + "\n"
+    assert sum(summary.outcomes.values()) == 3
