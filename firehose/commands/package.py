@@ -8,6 +8,7 @@ code parameters. Without ``--bucket`` only the zip is built.
 from __future__ import annotations
 
 import argparse
+import shlex
 from pathlib import Path
 
 from firehose.errors import CommandError
@@ -74,8 +75,23 @@ def run(args: argparse.Namespace) -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(text, encoding="utf-8")
     print(f"wrote {args.output}; deploy it with:")
-    print(
-        f"  aws cloudformation deploy --template-file {args.output} --stack-name ctr-billing "
-        "--capabilities CAPABILITY_IAM"
-    )
+    print(f"  {deploy_command(args.output, args.bucket, args.prefix)}")
     return 0
+
+
+def deploy_command(template: Path, bucket: str, prefix: str) -> str:
+    """The ``aws cloudformation deploy`` command for a packaged template.
+
+    The template is over the 51,200 bytes ``deploy`` sends inline, so the CLI refuses it without
+    ``--s3-bucket``: it is uploaded next to the zip, under the same prefix.
+    """
+    words = [
+        "aws", "cloudformation", "deploy",
+        "--template-file", str(template),
+        "--stack-name", "ctr-billing",
+        "--capabilities", "CAPABILITY_IAM",
+        "--s3-bucket", bucket,
+    ]  # fmt: skip
+    if prefix.strip("/"):
+        words += ["--s3-prefix", prefix.strip("/")]
+    return shlex.join(words)

@@ -11,10 +11,13 @@ import hashlib
 import importlib.metadata
 import json
 import os
+import re
+import shlex
 import shutil
 import subprocess
 import sys
 import zipfile
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +25,7 @@ import boto3
 import pytest
 
 from firehose.cli import main
+from firehose.commands.package import deploy_command
 from firehose.packaging import (
     RUNTIME_PROVIDED,
     SOURCE_PACKAGES,
@@ -36,6 +40,10 @@ from firehose.template import TEMPLATE_PATH, load_template, loads_template, reso
 
 # ELF e_machine of each Lambda architecture.
 ELF_MACHINE = {"arm64": 183, "x86_64": 62}
+# `aws cloudformation deploy` sends a template inline only up to this many bytes; above it the CLI
+# refuses to run without --s3-bucket (awscli/customizations/cloudformation/deploy.py).
+INLINE_TEMPLATE_LIMIT = 51_200
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 @pytest.fixture(scope="session")
@@ -204,6 +212,39 @@ def test_packaged_template_defaults_the_code_parameters_and_changes_nothing_else
     assert len(second.splitlines()) == len(original.splitlines()) + 2
 
 
+def _options(command: str) -> dict[str, str]:
+    return {word: value for word, value in pairwise([*shlex.split(command), ""]) if word.startswith("--")}
+
+
+def _documented_deploy_commands() -> list[str]:
+    """Every ``aws cloudformation deploy`` command of the README's shell blocks, continuations joined."""
+    blocks = re.findall(r"^```sh\n(.*?)^```", README.read_text(encoding="utf-8"), re.M | re.S)
+    lines = (line.strip() for block in blocks for line in block.replace("\\\n", " ").splitlines())
+    return [line for line in lines if line.startswith("aws cloudformation deploy")]
+
+
+def test_the_deploy_commands_upload_a_template_too_large_to_send_inline() -> None:
+    # GIVEN the packaged template the deploy commands name, with a full-length code key
+    packaged = packaged_template(
+        TEMPLATE_PATH.read_text(encoding="utf-8"), "my-artifacts", f"ctr-billing/lambda-{'0' * 64}.zip"
+    )
+    too_large_to_send_inline = len(packaged.encode()) > INLINE_TEMPLATE_LIMIT
+
+    # WHEN reading the command `ctr-billing package` prints and the ones the README documents
+    printed = deploy_command(Path("build/packaged.yaml"), "my-artifacts", "ctr-billing/")
+    documented = _documented_deploy_commands()
+
+    # THEN each deploys the packaged template and, when it is too large to send inline, names the
+    # artifacts bucket to upload it to
+    assert documented, "README documents no `aws cloudformation deploy` command"
+    for command in [printed, *documented]:
+        options = _options(command)
+        assert options["--template-file"] == "build/packaged.yaml", command
+        if too_large_to_send_inline:
+            assert options.get("--s3-bucket") == "my-artifacts", command
+            assert options.get("--s3-prefix") == "ctr-billing", command
+
+
 # ---- the command, against S3 on a local moto server --------------------------------------------------
 
 
@@ -248,7 +289,10 @@ def test_package_command_uploads_the_zip_and_writes_a_deployable_template(
     assert key.startswith("ctr-billing/lambda-") and key.endswith(".zip")
     uploaded = s3.get_object(Bucket="artifacts", Key=key)["Body"].read()
     assert uploaded == lambda_zip.read_bytes()
-    assert f"s3://artifacts/{key}" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert f"s3://artifacts/{key}" in printed
+    # AND the deploy command it prints uploads the template to the same bucket and prefix
+    assert deploy_command(output, "artifacts", "ctr-billing/") in printed
 
 
 def test_package_command_reports_a_missing_bucket_without_a_traceback(
