@@ -10,6 +10,7 @@ import importlib
 import json
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -18,6 +19,7 @@ import pytest
 from lookup.directory import DirectoryError, DirectoryTable
 
 pytest_plugins = ["tests.integration.lookup_fixtures"]
+FLOWS = Path(__file__).resolve().parents[2] / "cloudformation" / "flows"
 pytestmark = pytest.mark.integration
 
 INSTANCE = "arn:aws:connect:us-east-1:111122223333:instance/0f6b7c1e-2d3a-4b5c-8d9e-0a1b2c3d4e5f"
@@ -298,3 +300,20 @@ def test_bad_cache_setting_fails_the_cold_start_naming_the_variable(
 
     with pytest.raises(SettingsError, match=r"^DIRECTORY_CACHE_SECONDS"):
         load_handler(monkeypatch, directory_table, DIRECTORY_CACHE_SECONDS="five")
+
+
+def test_one_directory_call_fits_in_the_flows_invocation_time_limit(handler: ModuleType) -> None:
+    # GIVEN the time the contact flows give a lookup Lambda
+    limits = {
+        int(action["Parameters"]["InvocationTimeLimitSeconds"])
+        for name in ("telehealth-inbound", "agent-whisper")
+        for action in json.loads((FLOWS / f"{name}.json").read_text(encoding="utf-8"))["Actions"]
+        if action["Type"] == "InvokeLambdaFunction"
+    }
+    # WHEN the lookup's DynamoDB client is asked how long it may wait, at worst
+    config = handler._CLIENT.meta.config
+    attempts = config.retries["total_max_attempts"]
+    worst_case = attempts * (config.connect_timeout + config.read_timeout)
+    # THEN it makes one attempt, and that attempt ends inside every flow's limit
+    assert attempts == 1
+    assert worst_case < min(limits)
