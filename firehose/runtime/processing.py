@@ -12,13 +12,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from firehose.runtime.config import MB, DeliveryStreamConfig, delimiter
-from firehose.runtime.lambda_invoker import InvocationError, LocalLambda
+import msgspec
+
+from firehose.runtime.config import DeliveryStreamConfig, delimiter
+from firehose.runtime.lambda_invoker import MAX_PAYLOAD_BYTES, InvocationError, LocalLambda
 from firehose.runtime.source import SourceRecord
 
 RESULTS = frozenset({"Ok", "Dropped", "ProcessingFailed"})
-# The request holds base64 data plus framing; stay under Lambda's 6 MB synchronous payload limit.
-MAX_EVENT_DATA_BYTES = 4 * MB
 
 
 @dataclass(slots=True)
@@ -61,21 +61,35 @@ def build_event(config: DeliveryStreamConfig, region: str, records: Sequence[Sou
         "sourceKinesisStreamArn": config.source_stream_arn,
         "region": region,
         "records": [
-            {
-                "recordId": record_id(record),
-                "approximateArrivalTimestamp": record.arrival_ms,
-                "data": base64.b64encode(record.data).decode("ascii"),
-                "kinesisRecordMetadata": {
-                    "shardId": record.shard_id,
-                    "partitionKey": record.partition_key,
-                    "approximateArrivalTimestamp": record.arrival_ms,
-                    "sequenceNumber": record.sequence_number,
-                    "subsequenceNumber": 0,
-                },
-            }
-            for record in records
+            _event_record(record, base64.b64encode(record.data).decode("ascii")) for record in records
         ],
     }
+
+
+def _event_record(record: SourceRecord, data: str) -> dict[str, Any]:
+    return {
+        "recordId": record_id(record),
+        "approximateArrivalTimestamp": record.arrival_ms,
+        "data": data,
+        "kinesisRecordMetadata": {
+            "shardId": record.shard_id,
+            "partitionKey": record.partition_key,
+            "approximateArrivalTimestamp": record.arrival_ms,
+            "sequenceNumber": record.sequence_number,
+            "subsequenceNumber": 0,
+        },
+    }
+
+
+def event_record_size(record: SourceRecord) -> int:
+    """Bytes the record adds to the event's JSON: its entry, base64 data included, and a separator."""
+    framing = len(msgspec.json.encode(_event_record(record, "")))
+    return framing + (len(record.data) + 2) // 3 * 4 + 1
+
+
+def event_envelope_size(config: DeliveryStreamConfig, region: str) -> int:
+    """Bytes of an event without records."""
+    return len(msgspec.json.encode(build_event(config, region, [])))
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +176,14 @@ def processing_failed(
     )
 
 
+def _as_record(output: Output) -> SourceRecord:
+    """The record as the Lambda processor sees it: its source, with the data earlier processors made."""
+    source = output.source
+    return SourceRecord(
+        output.data, source.shard_id, source.sequence_number, source.partition_key, source.arrival_ms
+    )
+
+
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -181,6 +203,7 @@ class RecordProcessor:
         self._function = function
         self._retries = config.number_of_retries()
         self._sleep = sleep
+        self._max_records_bytes = MAX_PAYLOAD_BYTES - event_envelope_size(config, region)
 
     def process(self, records: Sequence[SourceRecord]) -> ProcessedBatch:
         batch = ProcessedBatch()
@@ -196,12 +219,14 @@ class RecordProcessor:
         return batch
 
     def _invoke_in_chunks(self, outputs: list[Output], batch: ProcessedBatch) -> list[Output]:
+        """One invocation per buffer, as Firehose does, unless its event would be over Lambda's
+        synchronous request limit: then as many invocations as it takes to stay under it."""
         survivors: list[Output] = []
         chunk: list[Output] = []
         size = 0
         for output in outputs:
-            encoded = (len(output.data) + 2) // 3 * 4 + 300
-            if chunk and size + encoded > MAX_EVENT_DATA_BYTES:
+            encoded = event_record_size(_as_record(output))
+            if chunk and size + encoded > self._max_records_bytes:
                 survivors.extend(self._invoke(chunk, batch))
                 chunk, size = [], 0
             chunk.append(output)
@@ -213,16 +238,7 @@ class RecordProcessor:
     def _invoke(self, outputs: list[Output], batch: ProcessedBatch) -> list[Output]:
         assert self._function is not None
         lambda_arn = self._function.function.arn
-        records = [
-            SourceRecord(
-                o.data,
-                o.source.shard_id,
-                o.source.sequence_number,
-                o.source.partition_key,
-                o.source.arrival_ms,
-            )
-            for o in outputs
-        ]
+        records = [_as_record(output) for output in outputs]
         identifiers = [record_id(record) for record in records]
         attempts = 0
         last_error: InvocationError | None = None

@@ -13,6 +13,8 @@ from typing import Any
 MODE = os.environ.get("MODE", "ok")
 EVENT_LOG = os.environ.get("EVENT_LOG", "")
 ATTEMPTS_FILE = os.environ.get("ATTEMPTS_FILE", "")
+# One line per invocation: how many records the event held and its size as compact JSON.
+SIZE_LOG = os.environ.get("SIZE_LOG", "")
 
 
 def _ok(record: dict[str, Any]) -> dict[str, Any]:
@@ -24,6 +26,10 @@ def handler(event: dict[str, Any], context: Any) -> Any:
     if EVENT_LOG:
         with Path(EVENT_LOG).open("a", encoding="utf-8") as log:
             log.write(json.dumps({"event": event, "function_name": context.function_name}) + "\n")
+    if SIZE_LOG:
+        size = len(json.dumps(event, separators=(",", ":")).encode())
+        with Path(SIZE_LOG).open("a", encoding="utf-8") as log:
+            log.write(json.dumps({"records": len(event["records"]), "bytes": size}) + "\n")
     records = event["records"]
     if MODE == "raise":
         raise RuntimeError("the transform failed")

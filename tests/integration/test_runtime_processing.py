@@ -5,6 +5,7 @@ Firehose's error codes, retries, and processing-failed error documents."""
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import re
 from pathlib import Path
@@ -24,6 +25,7 @@ from tests.integration.pipeline_support import (
 pytestmark = pytest.mark.integration
 
 HANDLER = "tests.integration.lambda_handlers.handler"
+MB = 1024 * 1024
 
 
 def _error_documents(aws: EmbeddedAws, bucket: str, output_type: str) -> list[dict[str, object]]:
@@ -242,3 +244,72 @@ def test_a_record_without_the_partition_keys_its_prefix_needs_goes_to_partitioni
     documents = [json.loads(line) for body in found.values() for line in body.splitlines()]
     assert sorted(base64.b64decode(d["rawData"]) for d in documents) == [b"p\n", b"q\n"]
     assert pipeline.counts()["partitioned"]["partitioning-failed"] == 2
+
+
+def _invocation_sizes(log: Path) -> list[dict[str, int]]:
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+def test_a_full_three_mb_processor_buffer_of_ctr_sized_records_is_one_invocation(
+    embedded_aws: EmbeddedAws, tmp_path: Path
+) -> None:
+    # GIVEN a Lambda processor buffering 3 MB (the template's size), and a buffer's worth of 2.3 KB records
+    stack = DirectStack(embedded_aws, tmp_path)
+    log = tmp_path / "sizes.jsonl"
+    function = stack.function("sized", HANDLER, {"SIZE_LOG": str(log)})
+    stack.delivery_stream(
+        "full-buffer",
+        Prefix="data/",
+        ErrorOutputPrefix="errors/!{firehose:error-output-type}/",
+        ProcessingConfiguration=lambda_processor(
+            function, BufferSizeInMBs="3", BufferIntervalInSeconds="900"
+        ),
+    )
+    payloads = [f"{n:05d}".encode() * 460 + b"abc" for n in range(1365)]  # 2,303 bytes each
+    assert 3 * MB - len(payloads[0]) < sum(map(len, payloads)) < 3 * MB
+
+    # WHEN they are put and the runtime drains them as one buffer
+    with runtime(embedded_aws, tmp_path / "state", buffer_interval_seconds=None) as pipeline:
+        put_records(embedded_aws, stack.stream, payloads)
+
+    # THEN the whole buffer was one invocation (its event, base64 and all, is over 4 MB but under 6 MB)
+    [invocation] = _invocation_sizes(log)
+    assert invocation["records"] == len(payloads)
+    assert 4 * MB < invocation["bytes"] <= 6 * MB
+    counts = pipeline.counts()["full-buffer"]
+    assert counts["invocations"] == 1
+    assert counts["delivered"] == len(payloads)
+
+
+def test_a_buffer_whose_event_would_pass_six_mb_is_split_into_as_few_invocations_as_fit(
+    embedded_aws: EmbeddedAws, tmp_path: Path
+) -> None:
+    # GIVEN a 3 MB processor buffer of 100-byte records, whose event framing alone is several MB
+    stack = DirectStack(embedded_aws, tmp_path)
+    log = tmp_path / "sizes.jsonl"
+    function = stack.function("small-records", HANDLER, {"SIZE_LOG": str(log)})
+    stack.delivery_stream(
+        "split",
+        Prefix="data/",
+        ErrorOutputPrefix="errors/!{firehose:error-output-type}/",
+        ProcessingConfiguration=lambda_processor(
+            function, BufferSizeInMBs="3", BufferIntervalInSeconds="900"
+        ),
+    )
+    payloads = [f"{n:06d}".encode() * 16 + b"abcd" for n in range(30_000)]  # 100 bytes each, 3.0 MB
+
+    # WHEN they are put and the runtime drains them as one buffer
+    with runtime(embedded_aws, tmp_path / "state", buffer_interval_seconds=None) as pipeline:
+        put_records(embedded_aws, stack.stream, payloads)
+
+    # THEN every event is at most 6 MB, no two consecutive ones would have fit in one, nothing failed
+    invocations = _invocation_sizes(log)
+    assert len(invocations) >= 2
+    assert sum(invocation["records"] for invocation in invocations) == len(payloads)
+    assert all(invocation["bytes"] <= 6 * MB for invocation in invocations)
+    for first, second in itertools.pairwise(invocations):
+        assert first["bytes"] + second["bytes"] > 6 * MB
+    counts = pipeline.counts()["split"]
+    assert counts["invocations"] == len(invocations)
+    assert counts["delivered"] == len(payloads)
+    assert sorted(b"".join(objects(embedded_aws, stack.bucket, "data/").values()).splitlines()) == payloads
