@@ -122,11 +122,13 @@ def validate_response(response: Any, expected: Sequence[str]) -> dict[str, Answe
                 "Lambda.JsonProcessingException",
                 "a returned record's result is not Ok, Dropped or ProcessingFailed",
             )
-        data = item.get("data", "")
+        # An Ok record must carry its data (an empty string is an empty record, a missing one an error);
+        # the data of Dropped and ProcessingFailed records is never used, so it is only checked if given.
+        data = item.get("data")
         if result == "Ok" or data:
             if not isinstance(data, str):
                 raise InvocationError(
-                    "Lambda.JsonProcessingException", "a returned record's data is not a string"
+                    "Lambda.JsonProcessingException", "a returned record's data is missing or not a string"
                 )
             try:
                 decoded = base64.b64decode(data, validate=True)

@@ -50,6 +50,10 @@ def handler(event: dict[str, Any], context: Any) -> Any:
         answers[0]["recordId"] = "not-a-record-id"
     elif MODE == "bad-result":
         answers[0]["result"] = "Maybe"
+    elif MODE == "ok-without-data":
+        del answers[0]["data"]
+    elif MODE == "ok-with-null-data":
+        answers[0]["data"] = None
     elif MODE == "bad-base64":
         answers[0]["data"] = "%%% not base64 %%%"
     elif MODE == "processing-failed":

@@ -88,6 +88,8 @@ def test_the_transform_receives_the_exact_firehose_event(embedded_aws: EmbeddedA
         ("unknown-id", "Lambda.MissingRecordId"),
         ("bad-result", "Lambda.JsonProcessingException"),
         ("bad-base64", "Lambda.JsonProcessingException"),
+        ("ok-without-data", "Lambda.JsonProcessingException"),
+        ("ok-with-null-data", "Lambda.JsonProcessingException"),
         ("no-records", "Lambda.JsonProcessingException"),
         ("raise", "Lambda.FunctionError"),
     ],
