@@ -98,6 +98,24 @@ def _resolve(value: Any, parameters: Mapping[str, str], conditions: Mapping[str,
     return value
 
 
+def _evaluate(value: Any, names: Mapping[str, str]) -> Any:
+    """Ref, Fn::Sub (both forms), Fn::Select and Fn::Split over ``names`` (parameters, pseudo parameters)."""
+    if not (isinstance(value, dict) and len(value) == 1):
+        return value
+    ((function, argument),) = value.items()
+    if function == "Ref":
+        return names[argument]
+    if function == "Fn::Select":
+        return _evaluate(argument[1], names)[int(argument[0])]
+    if function == "Fn::Split":
+        return str(_evaluate(argument[1], names)).split(argument[0])
+    if function == "Fn::Sub":
+        text, variables = (argument, {}) if isinstance(argument, str) else argument
+        scope = {**names, **{name: _evaluate(v, names) for name, v in variables.items()}}
+        return re.sub(r"\$\{([^}!]+)\}", lambda m: str(scope[m.group(1)]), text)
+    raise AssertionError(f"{function} is not evaluated here")
+
+
 def _environment(template: Template, function: str, parameters: Mapping[str, str]) -> dict[str, str]:
     conditions = {"CreateProviderDirectory": not parameters.get("ProviderDirectoryTableName")}
     merged = {name: str(spec.get("Default", "")) for name, spec in template["Parameters"].items()} | dict(
@@ -462,6 +480,39 @@ def test_key_is_rotated_and_used_by_services_only_through_this_pipeline(cfn_temp
     assert vendor["Condition"]["StringEquals"]["kms:ViaService"] == {
         "Fn::Sub": "s3.${AWS::Region}.amazonaws.com"
     }
+
+
+@pytest.mark.parametrize("project_name", ["ctr-billing", "p" * 32])
+def test_the_vendor_decrypts_objects_of_the_vendor_bucket_only(
+    cfn_template: Template, project_name: str
+) -> None:
+    # GIVEN a stack of that project name (the longest its pattern allows, too)
+    names = {
+        "AWS::Partition": "aws",
+        "AWS::Region": "us-east-1",
+        "AWS::StackId": "arn:aws:cloudformation:us-east-1:111122223333:stack/billing/8f3e6a10-4b1c-11f1-9d2e-0a1b2c3d4e5f",
+        "ProjectName": project_name,
+    }
+    assert re.fullmatch(cfn_template["Parameters"]["ProjectName"]["AllowedPattern"], project_name)
+
+    # WHEN the vendor bucket's name and the vendor's decrypt condition are evaluated
+    bucket_name = _evaluate(resource_properties(cfn_template, "VendorBucket")["BucketName"], names)
+    statements = {
+        s["Sid"]: s for s in _statements(resource_properties(cfn_template, "BillingKey")["KeyPolicy"])
+    }
+    condition = statements["VendorReadsBillingObjects"]["Condition"]
+
+    # THEN the bucket name is unique to the stack and valid for S3
+    assert bucket_name == f"{project_name}-vendor-0a1b2c3d4e5f"
+    assert re.fullmatch(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]", bucket_name)
+    # AND S3 may decrypt for the vendor only objects whose encryption context is that bucket: with S3
+    # Bucket Keys (on for every bucket) the context is the bucket's ARN, so raw CTRs and the lake stay shut
+    assert set(condition) == {"StringEquals"}
+    assert _evaluate(condition["StringEquals"]["kms:EncryptionContext:aws:s3:arn"], names) == (
+        f"arn:aws:s3:::{bucket_name}"
+    )
+    encryption = resource_properties(cfn_template, "VendorBucket")["BucketEncryption"]
+    assert encryption["ServerSideEncryptionConfiguration"][0]["BucketKeyEnabled"] is True
 
 
 # ---- encryption everywhere (DESIGN §5) ---------------------------------------------------------------
