@@ -24,7 +24,7 @@ from typing import IO, Any
 import msgspec
 
 from firehose.processes import peak_rss_mb
-from firehose.runtime.lambda_worker import HEADER
+from firehose.runtime.lambda_worker import HEADER, RESULT_FRAMING
 
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
 
@@ -109,9 +109,10 @@ class LocalLambda:
 
     def invoke(self, event: Mapping[str, Any]) -> Any:
         # msgspec: the event is megabytes of base64 strings, encoded ~3x faster than json.dumps does.
-        payload = msgspec.json.encode({"event": event, "context": self._context()})
-        if len(payload) > MAX_PAYLOAD_BYTES + 1024:
+        request = msgspec.json.encode(event)
+        if len(request) > MAX_PAYLOAD_BYTES:
             raise InvocationError("Lambda.FunctionError", "request payload is over the 6 MB limit")
+        payload = b'{"event":%b,"context":%b}' % (request, msgspec.json.encode(self._context()))
         with self._lock:
             if self._process is None or self._process.poll() is not None:
                 self._process = self._start()
@@ -125,12 +126,12 @@ class LocalLambda:
                 self._kill()
                 raise InvocationError(
                     "Lambda.FunctionError",
-                    f"Task timed out after {self.function.timeout_seconds:.0f} seconds",
+                    f"Task timed out after {self.function.timeout_seconds:.2f} seconds",
                 ) from None
             except (BrokenPipeError, EOFError, OSError):
                 self._kill()
                 raise InvocationError("Lambda.FunctionError", "the function's runtime exited") from None
-        if len(body) > MAX_PAYLOAD_BYTES + 16:
+        if len(body) - len(RESULT_FRAMING) > MAX_PAYLOAD_BYTES:
             raise InvocationError("Lambda.FunctionError", "response payload is over the 6 MB limit")
         answer = json.loads(body)
         if "error" in answer:

@@ -25,6 +25,8 @@ from collections.abc import Callable
 from typing import Any, BinaryIO
 
 HEADER = struct.Struct(">I")
+# A handler's result travels as {"result":<result>}: the bytes that are not the function's response.
+RESULT_FRAMING = b'{"result":}'
 
 
 def read_frame(stream: BinaryIO) -> bytes | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,8 @@ EVENT_LOG = os.environ.get("EVENT_LOG", "")
 ATTEMPTS_FILE = os.environ.get("ATTEMPTS_FILE", "")
 # One line per invocation: how many records the event held and its size as compact JSON.
 SIZE_LOG = os.environ.get("SIZE_LOG", "")
+# One line per invocation: the process id of the execution environment that ran it.
+PID_LOG = os.environ.get("PID_LOG", "")
 
 
 def _ok(record: dict[str, Any]) -> dict[str, Any]:
@@ -30,7 +33,12 @@ def handler(event: dict[str, Any], context: Any) -> Any:
         size = len(json.dumps(event, separators=(",", ":")).encode())
         with Path(SIZE_LOG).open("a", encoding="utf-8") as log:
             log.write(json.dumps({"records": len(event["records"]), "bytes": size}) + "\n")
+    if PID_LOG:
+        with Path(PID_LOG).open("a", encoding="utf-8") as log:
+            log.write(f"{os.getpid()}\n")
     records = event["records"]
+    if MODE == "sleep":  # past any test function's Timeout; the runtime must end the environment
+        time.sleep(60)
     if MODE == "raise":
         raise RuntimeError("the transform failed")
     if MODE == "fail-once":
@@ -50,6 +58,8 @@ def handler(event: dict[str, Any], context: Any) -> Any:
         answers[0]["recordId"] = "not-a-record-id"
     elif MODE == "bad-result":
         answers[0]["result"] = "Maybe"
+    elif MODE == "oversized-response":  # over Lambda's 6 MB response limit
+        answers[0]["data"] = base64.b64encode(b"x" * (5 * 1024 * 1024)).decode()
     elif MODE == "ok-without-data":
         del answers[0]["data"]
     elif MODE == "ok-with-null-data":

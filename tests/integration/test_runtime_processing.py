@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from firehose.embedded import EmbeddedAws
+from firehose.runtime.lambda_invoker import InvocationError, LambdaFunction, LocalLambda
 from tests.integration.pipeline_support import (
     DirectStack,
     embedded_aws,  # noqa: F401
@@ -315,3 +316,78 @@ def test_a_buffer_whose_event_would_pass_six_mb_is_split_into_as_few_invocations
     assert counts["invocations"] == len(invocations)
     assert counts["delivered"] == len(payloads)
     assert sorted(b"".join(objects(embedded_aws, stack.bucket, "data/").values()).splitlines()) == payloads
+
+
+@pytest.mark.parametrize(
+    ("mode", "timeout", "message", "fresh_environment_each_attempt"),
+    [
+        ("sleep", 1, "Task timed out after 1.00 seconds", True),
+        ("oversized-response", 60, "response payload is over the 6 MB limit", False),
+    ],
+)
+def test_a_timeout_or_an_oversized_response_is_retried_then_every_record_is_processing_failed(
+    embedded_aws: EmbeddedAws,
+    tmp_path: Path,
+    mode: str,
+    timeout: int,
+    message: str,
+    fresh_environment_each_attempt: bool,
+) -> None:
+    # GIVEN a transform that runs past its function's Timeout, or answers with more than 6 MB; 2 retries
+    stack = DirectStack(embedded_aws, tmp_path)
+    pids = tmp_path / "pids"
+    function = stack.function(mode, HANDLER, {"MODE": mode, "PID_LOG": str(pids)}, timeout=timeout)
+    stack.delivery_stream(
+        "limited",
+        Prefix="data/",
+        ErrorOutputPrefix="errors/!{firehose:error-output-type}/",
+        ProcessingConfiguration=lambda_processor(function, NumberOfRetries="2"),
+    )
+    payloads = [b"first", b"second"]
+
+    # WHEN records are put
+    with runtime(embedded_aws, tmp_path / "state") as pipeline:
+        put_records(embedded_aws, stack.stream, payloads)
+
+    # THEN the invocation was tried 1 + NumberOfRetries times, and every record is an error document saying why
+    counts = pipeline.counts()["limited"]
+    assert counts["invocations"] == counts["failed_invocations"] == 3
+    assert counts["processing-failed"] == len(payloads)
+    assert objects(embedded_aws, stack.bucket, "data/") == {}
+    documents = _error_documents(embedded_aws, stack.bucket, "processing-failed")
+    assert sorted(base64.b64decode(str(d["rawData"])) for d in documents) == sorted(payloads)
+    for document in documents:
+        assert document["attemptsMade"] == 3
+        assert document["errorCode"] == "Lambda.FunctionError"
+        assert document["errorMessage"] == message
+    # and a timed-out execution environment is replaced (a cold start per attempt); a live one is kept warm
+    attempts = pids.read_text().split()
+    assert len(attempts) == 3
+    assert len(set(attempts)) == (3 if fresh_environment_each_attempt else 1)
+
+
+def test_a_request_over_six_mb_is_refused_before_the_function_runs(tmp_path: Path) -> None:
+    # GIVEN a local Lambda function and an event over the 6 MB synchronous request limit
+    pids = tmp_path / "pids"
+    function = LambdaFunction(
+        name="refused",
+        arn="arn:aws:lambda:us-east-1:123456789012:function:refused",
+        handler=HANDLER,
+        environment={"PID_LOG": str(pids)},
+        timeout_seconds=60,
+        memory_mb=128,
+    )
+    local = LocalLambda(function, {}, tmp_path / "refused.log")
+    event = {"records": [{"recordId": "1", "data": "A" * (6 * MB)}]}
+
+    # WHEN it is invoked
+    try:
+        with pytest.raises(InvocationError) as refused:
+            local.invoke(event)
+    finally:
+        local.close()
+
+    # THEN the invocation fails with a function error naming the limit, and the handler never ran
+    assert refused.value.code == "Lambda.FunctionError"
+    assert "6 MB" in refused.value.message
+    assert not pids.exists()
