@@ -190,6 +190,41 @@ def test_every_bucket_is_private_versioned_encrypted_logged_and_expiring(
     assert any("AbortIncompleteMultipartUpload" in rule for rule in rules)
 
 
+def _days(value: Any, parameters: Mapping[str, Any]) -> int:
+    return int(parameters[value["Ref"]]) if isinstance(value, dict) else int(value)
+
+
+@pytest.mark.parametrize("bucket", BUCKETS)
+@pytest.mark.parametrize("bound", ["MinValue", "Default"])
+def test_every_lifecycle_rule_expires_objects_only_after_their_transitions(
+    cfn_template: Template, bucket: str, bound: str
+) -> None:
+    # GIVEN every day-count parameter at its lowest accepted value (or its default)
+    parameters = {
+        name: spec[bound]
+        for name, spec in cfn_template["Parameters"].items()
+        if spec["Type"] == "Number" and bound in spec
+    }
+    assert bound != "MinValue" or "RetentionDays" in parameters, "RetentionDays needs a MinValue"
+
+    # WHEN reading the bucket's lifecycle rules
+    rules = resource_properties(cfn_template, bucket)["LifecycleConfiguration"]["Rules"]
+
+    # THEN S3 accepts each: a rule's objects (and noncurrent versions) move before they expire
+    for rule in rules:
+        for transitions, expiration, days in (
+            ("Transitions", rule.get("ExpirationInDays"), "TransitionInDays"),
+            (
+                "NoncurrentVersionTransitions",
+                rule.get("NoncurrentVersionExpiration", {}).get("NoncurrentDays"),
+                "TransitionInDays",
+            ),
+        ):
+            for transition in rule.get(transitions, []):
+                if expiration is not None:
+                    assert _days(transition[days], parameters) < _days(expiration, parameters), rule["Id"]
+
+
 @pytest.mark.parametrize("bucket", [b for b in BUCKETS if b != "AccessLogsBucket"])
 def test_every_data_bucket_logs_access_to_the_log_bucket_under_its_own_prefix(
     cfn_template: Template, bucket: str
