@@ -44,9 +44,15 @@ class RestartingRuntime(FirehoseRuntime):
     Counts are summed over the runtimes it went through."""
 
     def __init__(
-        self, aws: AwsEndpoint, options: WorkerOptions, plan: ChaosPlan, expected_records: int
+        self,
+        aws: AwsEndpoint,
+        options: WorkerOptions,
+        plan: ChaosPlan,
+        expected_records: int,
+        vendor_bucket: str,
     ) -> None:
         self.faults = Faults(plan)
+        self._vendor_bucket = vendor_bucket
         super().__init__(ChaoticAws(aws, self.faults), options)
         self.plan = plan
         self._kill_points = plan.restart_points(expected_records)
@@ -72,7 +78,13 @@ class RestartingRuntime(FirehoseRuntime):
         return self
 
     def _processed(self, runtime: FirehoseRuntime) -> int:
-        return sum(count.get(outcome, 0) for count in runtime.counts().values() for outcome in PROCESSED)
+        # The vendor stream's records only: the kill points are spread over the records put, which each
+        # stream reads once; summing all three streams would bunch the kills into the first third.
+        counts = runtime.counts()
+        vendor = [
+            worker.config.name for worker in runtime.workers if worker.config.bucket == self._vendor_bucket
+        ]
+        return sum(counts.get(name, {}).get(outcome, 0) for name in vendor for outcome in PROCESSED)
 
     def _kill_at_points(self) -> None:
         try:
@@ -143,9 +155,9 @@ class RestartingRuntime(FirehoseRuntime):
 
 
 def chaos_runtime(
-    aws: AwsEndpoint, options: WorkerOptions, plan: ChaosPlan, expected_records: int
+    aws: AwsEndpoint, options: WorkerOptions, plan: ChaosPlan, expected_records: int, vendor_bucket: str
 ) -> FirehoseRuntime:
-    return RestartingRuntime(aws, options, plan, expected_records).start()
+    return RestartingRuntime(aws, options, plan, expected_records, vendor_bucket).start()
 
 
 class BillableTap:

@@ -171,7 +171,9 @@ def start_pipeline(
         runtime = (
             FirehoseRuntime(aws, options).start()
             if chaos is None
-            else chaos_run.chaos_runtime(aws, options, chaos, expected)
+            else chaos_run.chaos_runtime(
+                aws, options, chaos, expected, stack.outputs["ContactTraceRecordsCSVBucket"]
+            )
         )
     except StackDeployError as error:
         aws.stop()
