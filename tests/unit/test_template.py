@@ -627,6 +627,7 @@ SETTINGS_PARAMETERS = {
     "BillingTimezone": "America/New_York",
     "CsvColumns": "contact_id,call_type,duration_seconds",
     "ExtensionAttribute": "providerExt",
+    "LedgerRetentionDays": "45",
 }
 
 
@@ -655,6 +656,7 @@ def test_transform_environment_configures_every_setting(
     assert settings.directory_table == "voicemail-users"
     assert (settings.ledger_table == "physical-BillingLedgerTable") is has_ledger
     assert has_ledger or settings.ledger_table is None
+    assert (settings.ledger_retention_days == 45) is has_ledger
 
 
 def test_transform_defaults_are_valid_settings(cfn_template: Template) -> None:
@@ -665,6 +667,8 @@ def test_transform_defaults_are_valid_settings(cfn_template: Template) -> None:
     settings = TransformSettings.from_environ(environment)
     assert settings.directory_table == "physical-ProviderDirectoryTable"
     assert settings.billing_timezone is None  # UTC
+    # AND the ledger remembers billed contacts as long as the code does by default
+    assert settings.ledger_retention_days == TransformSettings().ledger_retention_days
 
 
 @pytest.mark.parametrize("function", ["AgentExtensionByAgentIdFunction", "AgentByExtensionFunction"])
