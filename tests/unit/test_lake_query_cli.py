@@ -95,3 +95,34 @@ def test_errors_are_one_line_without_traceback(
     assert status == 2
     assert message in err
     assert "Traceback" not in err
+
+
+def test_a_reader_that_goes_away_ends_the_query_quietly(sample: LakeSample) -> None:
+    import subprocess
+    import sys
+
+    # GIVEN the query's output piped into a reader that takes one line and exits (like `| head -1`)
+    query = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "firehose.cli",
+            "query",
+            "SELECT * FROM billing_rows CROSS JOIN billing_rows b",
+            "--lake",
+            str(sample.root),
+            "--format",
+            "json",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert query.stdout is not None and query.stderr is not None
+    first = query.stdout.readline()
+    query.stdout.close()
+    # WHEN it has gone  THEN the query ends with the shell's SIGPIPE status and no traceback
+    status = query.wait(timeout=60)
+    assert json.loads(first)
+    assert status == 141
+    assert b"Traceback" not in query.stderr.read()
