@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import sqlglot
 from sqlglot import exp
@@ -141,11 +142,42 @@ def test_the_export_lambda_runs_daily_after_midnight_in_the_billing_time_zone() 
     assert variables["VENDOR_BUCKET"] == {"Ref": "VendorBucket"}
     assert variables["BILLING_TIMEZONE"] == {"Ref": "BillingTimezone"}
     assert variables["CSV_COLUMNS"] == {"Ref": "CsvColumns"}
-    # and the schedule fires once a day, shortly after midnight, in the billing zone, passing its time
-    assert schedule["ScheduleExpression"] == "cron(30 0 * * ? *)"
+    # and the schedule fires once a day, at half past the settlement hour, in the billing zone, passing its time
+    hour = template["Parameters"]["SettlementHour"]
+    assert (hour["Type"], hour["MinValue"], hour["MaxValue"]) == ("Number", 0, 23)
+    assert schedule["ScheduleExpression"] == {"Fn::Sub": "cron(30 ${SettlementHour} * * ? *)"}
     assert schedule["ScheduleExpressionTimezone"] == {"Ref": "BillingTimezone"}
     assert schedule["Target"]["Arn"] == {"Fn::GetAtt": ["SettlementExportFunction", "Arn"]}
     assert json.loads(schedule["Target"]["Input"]) == {"scheduled_time": "<aws.scheduler.scheduled-time>"}
+
+
+# Zones with daylight saving whose clocks jump at 01:00-03:00 local time (US, EU, Australia).
+DAYLIGHT_SAVING_ZONES = (
+    "America/New_York",
+    "America/Chicago",
+    "America/Denver",
+    "America/Los_Angeles",
+    "Europe/London",
+    "Europe/Berlin",
+    "Europe/Helsinki",
+    "Australia/Sydney",
+)
+
+
+def test_the_default_settlement_time_waits_for_late_records_and_exists_every_day() -> None:
+    # GIVEN the default settlement hour
+    hour = int(load_template()["Parameters"]["SettlementHour"]["Default"])
+
+    # THEN the export waits hours after midnight for CTRs of calls ending just before it, after-contact
+    # work and republished versions
+    assert hour >= 2
+    # AND half past that hour is a wall time every day of the year in zones with daylight saving
+    # (EventBridge Scheduler skips a scheduled time that does not exist)
+    for zone_name in DAYLIGHT_SAVING_ZONES:
+        zone = ZoneInfo(zone_name)
+        for offset in range(366):
+            scheduled = datetime.combine(date(2026, 1, 1) + timedelta(days=offset), time(hour, 30), zone)
+            assert scheduled.astimezone(UTC).astimezone(zone).time() == time(hour, 30), (zone_name, scheduled)
 
 
 def test_the_export_role_writes_only_settled_files_of_the_vendor_bucket() -> None:
