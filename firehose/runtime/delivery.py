@@ -43,6 +43,9 @@ class WorkerOptions:
     # shards x read_limit, whatever the backlog in the stream: the runtime's memory stays flat however
     # many records are put. 1,000 records is about two Lambda processor buffers of 1 MB of CTRs.
     read_limit: int = 1_000
+    # How often each source lists its stream's shards again, to find shards added by resharding (a
+    # closed shard read to its end triggers a listing at once).
+    discover_seconds: float = 30.0
 
 
 # Outcome names used in counts (and summary.json).
@@ -89,6 +92,7 @@ class DeliveryStreamWorker:
             config.created,
             CheckpointStore(options.state_dir / "checkpoints" / f"{config.name}.json"),
             read_limit=options.read_limit,
+            discover_seconds=options.discover_seconds,
         )
         self._processor = RecordProcessor(config, region, function)
         self._writer = S3Writer(s3, config.bucket, config.kms_key_arn, abort)
@@ -133,6 +137,7 @@ class DeliveryStreamWorker:
         self._thread.start()
 
     def request_drain(self) -> None:
+        self.source.request_discovery()  # before the drain is seen: no shard added since is missed
         self._drained.clear()
         self._drain_requested.set()
 

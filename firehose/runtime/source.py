@@ -4,14 +4,20 @@ A shard without a checkpoint starts at LATEST as of the delivery stream's creati
 ``AT_TIMESTAMP`` iterator at its CreateTimestamp), as Firehose does. The checkpoint of a shard is the
 highest sequence number below which every record has been delivered (to its data or error output),
 so a restart after a crash re-reads only undelivered records: delivery is at least once.
+
+Resharding: shards are listed again when one closes and every ``discover_seconds``. A child shard is
+read once its parents have been read to their end, as Firehose does, from the same ``AT_TIMESTAMP``,
+which for a child created after the delivery stream is its first record (TRIM_HORIZON), and for one
+created before it is still LATEST as of the delivery stream's creation.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -85,58 +91,79 @@ class KinesisSource:
         start_at: datetime,
         checkpoints: CheckpointStore,
         read_limit: int = 10_000,
+        discover_seconds: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._kinesis = kinesis
         self._stream_arn = stream_arn
         self._start_at = start_at
         self._checkpoints = checkpoints
         self._limit = read_limit
-        self._iterators: dict[str, str | None] = {}
+        self._discover_seconds = discover_seconds
+        self._clock = clock
+        self._iterators: dict[str, str] = {}  # shards being read
+        self._finished: set[str] = set()  # closed shards read to their end
+        self._discover_now = True
+        self._next_discovery = 0.0
         self.progress: dict[str, ShardProgress] = {}
         self.caught_up = False
         self.read_errors = 0
         self._last_read: dict[str, str] = {}
 
-    def _discover(self) -> None:
+    def request_discovery(self) -> None:
+        """List the stream's shards again before the next read (a drain must not miss a new shard)."""
+        self._discover_now = True
+
+    def _list_shards(self) -> list[dict[str, Any]]:
         shards: list[dict[str, Any]] = []
         kwargs: dict[str, Any] = {"StreamARN": self._stream_arn}
         while True:
             page = self._kinesis.list_shards(**kwargs)
             shards.extend(page["Shards"])
             if not page.get("NextToken"):
-                break
+                return shards
             kwargs = {"NextToken": page["NextToken"]}
+
+    def _discover(self) -> None:
+        shards = self._list_shards()
+        listed = {shard["ShardId"] for shard in shards}
         for shard in shards:
             shard_id = shard["ShardId"]
-            if shard_id in self._iterators:
+            if shard_id in self._iterators or shard_id in self._finished:
                 continue
-            checkpoint = self._checkpoints.positions.get(shard_id)
-            self.progress[shard_id] = ShardProgress(checkpoint)
-            if checkpoint is not None:
-                response = self._kinesis.get_shard_iterator(
-                    StreamARN=self._stream_arn,
-                    ShardId=shard_id,
-                    ShardIteratorType="AFTER_SEQUENCE_NUMBER",
-                    StartingSequenceNumber=checkpoint,
-                )
-            else:
-                response = self._kinesis.get_shard_iterator(
-                    StreamARN=self._stream_arn,
-                    ShardId=shard_id,
-                    ShardIteratorType="AT_TIMESTAMP",
-                    Timestamp=self._start_at,
-                )
-            self._iterators[shard_id] = response["ShardIterator"]
+            parents = {shard.get("ParentShardId"), shard.get("AdjacentParentShardId")} & listed
+            if not parents <= self._finished:
+                continue  # a child waits until its parents are read to their end
+            self._open(shard_id)
+        self._discover_now = False
+        self._next_discovery = self._clock() + self._discover_seconds
+
+    def _open(self, shard_id: str) -> None:
+        checkpoint = self._checkpoints.positions.get(shard_id)
+        self.progress.setdefault(shard_id, ShardProgress(checkpoint))
+        if checkpoint is not None:
+            response = self._kinesis.get_shard_iterator(
+                StreamARN=self._stream_arn,
+                ShardId=shard_id,
+                ShardIteratorType="AFTER_SEQUENCE_NUMBER",
+                StartingSequenceNumber=checkpoint,
+            )
+        else:
+            response = self._kinesis.get_shard_iterator(
+                StreamARN=self._stream_arn,
+                ShardId=shard_id,
+                ShardIteratorType="AT_TIMESTAMP",
+                Timestamp=self._start_at,
+            )
+        self._iterators[shard_id] = response["ShardIterator"]
 
     def poll(self) -> list[SourceRecord]:
         """One GetRecords per open shard. ``caught_up`` tells whether every shard was at its tip."""
-        if not self._iterators:
+        if self._discover_now or self._clock() >= self._next_discovery:
             self._discover()
         records: list[SourceRecord] = []
         caught_up = True
         for shard_id, iterator in list(self._iterators.items()):
-            if iterator is None:
-                continue
             try:
                 response = self._kinesis.get_records(
                     StreamARN=self._stream_arn, ShardIterator=iterator, Limit=self._limit
@@ -152,8 +179,8 @@ class KinesisSource:
                 ):
                     self._iterators[shard_id] = self._iterator_after(shard_id)
                 continue
-            self._iterators[shard_id] = response.get("NextShardIterator")
             batch = response["Records"]
+            next_iterator = response.get("NextShardIterator")
             if batch or response.get("MillisBehindLatest", 0) > 0:
                 caught_up = False
             progress = self.progress[shard_id]
@@ -171,6 +198,16 @@ class KinesisSource:
                         arrival_ms=int(item["ApproximateArrivalTimestamp"].timestamp() * 1000),
                     )
                 )
+            if next_iterator is None:
+                # A closed shard read to its end: its children can be read now, so list the shards
+                # again before the next read. (moto never ends a closed shard and keeps routing puts
+                # to it, so there the parent is read on and its children stay empty: nothing is lost.)
+                del self._iterators[shard_id]
+                self._finished.add(shard_id)
+                self._discover_now = True
+                caught_up = False
+            else:
+                self._iterators[shard_id] = next_iterator
         self.caught_up = caught_up
         return records
 
@@ -200,11 +237,11 @@ class KinesisSource:
     def checkpoint(self) -> None:
         positions = {
             shard_id: str(progress.watermark)
-            for shard_id, progress in self.progress.items()
+            for shard_id, progress in list(self.progress.items())
             if progress.watermark is not None
         }
         self._checkpoints.save(positions)
 
     @property
     def pending(self) -> int:
-        return sum(progress.pending for progress in self.progress.values())
+        return sum(progress.pending for progress in list(self.progress.values()))

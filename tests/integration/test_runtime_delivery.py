@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -264,3 +265,133 @@ def test_failed_kinesis_reads_are_retried_and_an_expired_iterator_is_reopened_wi
 
     # THEN every record is delivered exactly once
     assert sorted(_lines(embedded_aws, stack.bucket, "data/")) == sorted(first + second)
+
+
+def test_records_put_after_update_shard_count_on_moto_are_delivered_and_new_shards_are_listed(
+    embedded_aws: EmbeddedAws, tmp_path: Path
+) -> None:
+    # GIVEN a runtime reading a two-shard stream, which has delivered the records put so far
+    stack = DirectStack(embedded_aws, tmp_path)
+    stack.delivery_stream("resharded", Prefix="data/", ProcessingConfiguration=NEWLINE)
+    kinesis = embedded_aws.client("kinesis")
+    before = [f"before-{n}".encode() for n in range(20)]
+    after = [f"after-{n}".encode() for n in range(40)]
+    with runtime(embedded_aws, tmp_path / "state", discover_seconds=0.2) as pipeline:
+        put_records(embedded_aws, stack.stream, before)
+        wait_until(lambda: pipeline.counts()["resharded"].get("delivered", 0) >= len(before))
+
+        # WHEN the stream is resharded to four shards and more records are put. moto 5.2.5 splits both
+        # shards into four children but keeps routing puts to the closed parents and never ends them
+        # (Kinesis ends a closed shard with no NextShardIterator): the parents must be read on.
+        kinesis.update_shard_count(StreamName=stack.stream, TargetShardCount=4, ScalingType="UNIFORM_SCALING")
+        shards = kinesis.list_shards(StreamName=stack.stream)["Shards"]
+        children = {shard["ShardId"] for shard in shards if "ParentShardId" in shard}
+        assert len(children) == 4
+        put_records(embedded_aws, stack.stream, after)
+        wait_until(lambda: pipeline.counts()["resharded"].get("delivered", 0) >= len(before + after))
+
+    # THEN every record put after the reshard is delivered exactly once, every earlier one at least once
+    lines = Counter(_lines(embedded_aws, stack.bucket, "data/"))
+    assert {line: lines[line] for line in after} == dict.fromkeys(after, 1)
+    assert all(lines[line] >= 1 for line in before)
+
+
+class _ReshardingKinesis:
+    """Kinesis as the service reshards (a stub, as moto 5.2.5 cannot): a closed shard keeps its records
+    and ends with no NextShardIterator, and puts after a split go to its children."""
+
+    def __init__(self) -> None:
+        self.shards: dict[str, dict[str, object]] = {}
+        self.records: dict[str, list[bytes]] = {}
+        self.list_calls = 0
+
+    def add_shard(self, shard_id: str, *parents: str) -> None:
+        self.shards[shard_id] = {"ShardId": shard_id, **({"ParentShardId": parents[0]} if parents else {})}
+        if len(parents) > 1:
+            self.shards[shard_id]["AdjacentParentShardId"] = parents[1]
+        self.records[shard_id] = []
+
+    def close(self, shard_id: str) -> None:
+        self.shards[shard_id]["closed"] = True
+
+    def put(self, shard_id: str, *payloads: bytes) -> None:
+        assert not self.shards[shard_id].get("closed")
+        self.records[shard_id].extend(payloads)
+
+    def list_shards(self, **_: object) -> dict[str, object]:
+        self.list_calls += 1
+        return {"Shards": [{k: v for k, v in s.items() if k != "closed"} for s in self.shards.values()]}
+
+    def get_shard_iterator(self, *, ShardId: str, ShardIteratorType: str, **_: object) -> dict[str, str]:
+        assert ShardIteratorType == "AT_TIMESTAMP"  # no checkpoint: the delivery stream's creation
+        return {"ShardIterator": f"{ShardId}:0"}
+
+    def get_records(self, *, ShardIterator: str, **_: object) -> dict[str, object]:
+        shard_id, position = ShardIterator.rsplit(":", 1)
+        start = int(position)
+        batch = self.records[shard_id][start : start + 2]  # two per read: a shard takes several reads
+        end = start + len(batch)
+        ended = bool(self.shards[shard_id].get("closed")) and end == len(self.records[shard_id])
+        return {
+            "Records": [
+                {
+                    "Data": data,
+                    "SequenceNumber": str(1000 * int(shard_id.rsplit("-", 1)[1]) + start + index + 1),
+                    "PartitionKey": "key",
+                    "ApproximateArrivalTimestamp": datetime.now(UTC),
+                }
+                for index, data in enumerate(batch)
+            ],
+            "NextShardIterator": None if ended else f"{shard_id}:{end}",
+            "MillisBehindLatest": 0,
+        }
+
+
+def test_a_closed_shard_is_read_to_its_end_before_its_children_and_new_shards_are_listed_periodically(
+    tmp_path: Path,
+) -> None:
+    # GIVEN a source reading one shard, relisting shards every 30 seconds of a controlled clock
+    from firehose.runtime.source import CheckpointStore, KinesisSource
+
+    kinesis = _ReshardingKinesis()
+    kinesis.add_shard("shardId-0")
+    kinesis.put("shardId-0", b"p1", b"p2", b"p3")
+    now = [0.0]
+    source = KinesisSource(
+        kinesis,
+        "arn:aws:kinesis:us-east-1:123456789012:stream/s",
+        datetime.now(UTC),
+        CheckpointStore(tmp_path / "checkpoints.json"),
+        discover_seconds=30.0,
+        clock=lambda: now[0],
+    )
+    read: list[tuple[str, bytes]] = []
+
+    def poll() -> None:
+        read.extend((record.shard_id, record.data) for record in source.poll())
+
+    poll()
+
+    # WHEN the shard is split (its children hold the records put since) before it was read to its end
+    kinesis.close("shardId-0")
+    kinesis.add_shard("shardId-1", "shardId-0")
+    kinesis.add_shard("shardId-2", "shardId-0")
+    kinesis.put("shardId-1", b"c1", b"c2")
+    kinesis.put("shardId-2", b"c3")
+    for _ in range(5):
+        poll()
+
+    # THEN the parent's records were all read before any child's, and every child from its first record
+    assert [data for _, data in read][:3] == [b"p1", b"p2", b"p3"]
+    assert sorted(read[3:]) == [("shardId-1", b"c1"), ("shardId-1", b"c2"), ("shardId-2", b"c3")]
+
+    # WHEN a shard with no parent appears (nothing closes to announce it)
+    kinesis.add_shard("shardId-3")
+    kinesis.put("shardId-3", b"n1")
+    poll()
+    # THEN it is not read before the periodic listing, and is once 30 seconds have passed
+    assert ("shardId-3", b"n1") not in read
+    now[0] += 30.0
+    poll()
+    assert read[-1] == ("shardId-3", b"n1")
+    assert len(read) == len(set(read)) == 7
