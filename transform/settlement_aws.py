@@ -1,11 +1,12 @@
 """The daily settlement export in AWS: Athena as the engine, the vendor bucket as the destination.
 
-Lambda entry point ``transform.settlement_aws.lambda_handler``, invoked once a day by an EventBridge
-Scheduler schedule shortly after midnight in ``BILLING_TIMEZONE`` with the input
-``{"scheduled_time": "<aws.scheduler.scheduled-time>"}``: it settles the billing day that just ended
-(a retry hours later still settles the same day). ``{"date": "YYYY-MM-DD"}`` settles a given day.
+The pieces the Lambda (``transform.settlement_handler``) and ``ctr-billing export --to s3://`` share:
+the Athena engine, the S3 destination, which day an event settles, and the settings. The Lambda is
+invoked once a day by an EventBridge Scheduler schedule after midnight in ``BILLING_TIMEZONE`` with the
+input ``{"scheduled_time": "<aws.scheduler.scheduled-time>"}``: it settles the billing day that just
+ended (a retry hours later still settles the same day). ``{"date": "YYYY-MM-DD"}`` settles a given day.
 
-boto3 is imported here only, never on the transform Lambda's import path (``transform.handler``).
+Nothing here touches boto3 at import; it is never on the transform Lambda's import path.
 
 Environment: ``ATHENA_WORKGROUP``, ``GLUE_DATABASE``, ``VENDOR_BUCKET``, ``SETTLED_PREFIX`` (default
 ``settled/``), and the transform's ``BILLING_TIMEZONE`` and ``CSV_COLUMNS``.
@@ -13,19 +14,13 @@ Environment: ``ATHENA_WORKGROUP``, ``GLUE_DATABASE``, ``VENDOR_BUCKET``, ``SETTL
 
 from __future__ import annotations
 
-import functools
-import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
-import boto3
-from aws_lambda_powertools import Logger
-from aws_lambda_powertools.utilities.typing import LambdaContext
-
 from transform.settings import SettingsError, TransformSettings
-from transform.settlement import RawRow, previous_day, publish, settle
+from transform.settlement import RawRow, previous_day
 from transform.timestamps import TimestampError, parse_timestamp
 
 if TYPE_CHECKING:
@@ -151,8 +146,8 @@ def settlement_day(event: Mapping[str, Any], settings: TransformSettings, now: d
     return previous_day(moment, settings.billing_timezone)
 
 
-class _Config:
-    """Read once, at cold start; a missing variable fails the cold start naming it."""
+class SettlementConfig:
+    """The export Lambda's settings; a missing or bad variable raises ``SettingsError`` naming it."""
 
     def __init__(self, environ: Mapping[str, str]) -> None:
         self.settings = TransformSettings.from_environ(environ)
@@ -167,31 +162,3 @@ def _required(environ: Mapping[str, str], name: str) -> str:
     if not value:
         raise SettingsError(f"{name} must be set")
     return value
-
-
-@functools.cache
-def _config() -> _Config:
-    return _Config(os.environ)
-
-
-logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "ctr-billing-settlement"))
-
-
-@logger.inject_lambda_context(log_event=False)
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    config = _config()
-    day = settlement_day(event or {}, config.settings, datetime.now(UTC))
-    engine = AthenaEngine(boto3.client("athena"), config.workgroup, config.database)
-    settlement = settle(engine, day, config.settings, datetime.now(UTC))
-    csv_location, manifest_location = publish(
-        settlement, S3Destination(boto3.client("s3"), config.bucket, config.prefix)
-    )
-    # Counts, names and a hash only: the rows themselves are PHI.
-    logger.info("settled", extra={"date": day.isoformat(), "rows": settlement.rows})
-    return {
-        "date": day.isoformat(),
-        "rows": settlement.rows,
-        "sha256": settlement.sha256,
-        "csv": csv_location,
-        "manifest": manifest_location,
-    }

@@ -4,12 +4,13 @@ destination for ``ctr-billing export``, and the scheduled Lambda with Athena as 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import boto3
@@ -20,9 +21,8 @@ from firehose.cli import main
 from firehose.lake import LocalLake, parquet_files
 from tests.lake_samples import LakeSample, build_lake
 from tests.moto_server import REGION
-from transform import settlement_aws
 from transform.columns import COLUMN_NAMES
-from transform.settings import TransformSettings
+from transform.settings import SettingsError, TransformSettings
 from transform.settlement import SETTLEMENT_SQL, SettlementWindow, settle
 
 pytestmark = pytest.mark.integration
@@ -142,7 +142,7 @@ def queue_athena_result(endpoint: str, columns: list[str], rows: list[tuple[Any,
 
 
 @pytest.fixture
-def settlement_env(aws_env: str, s3: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+def settlement_env(aws_env: str, s3: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     athena = boto3.client("athena", region_name=REGION, endpoint_url=aws_env)
     # moto's backends are per process, shared by every server a test session starts: a name of its own.
     workgroup = f"settlement-{uuid.uuid4().hex[:8]}"
@@ -161,9 +161,14 @@ def settlement_env(aws_env: str, s3: Any, monkeypatch: pytest.MonkeyPatch) -> It
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("CSV_COLUMNS", raising=False)
-    settlement_aws._config.cache_clear()
-    yield env
-    settlement_aws._config.cache_clear()
+    return env
+
+
+def cold_start() -> ModuleType:
+    """The settlement Lambda's module loaded afresh, as a cold start reads the environment set above."""
+    import transform.settlement_handler
+
+    return importlib.reload(transform.settlement_handler)
 
 
 def test_scheduled_lambda_settles_yesterday_with_athena_into_the_vendor_bucket(
@@ -178,7 +183,7 @@ def test_scheduled_lambda_settles_yesterday_with_athena_into_the_vendor_bucket(
     assert list(answer.columns) == list(COLUMN_NAMES)
     queue_athena_result(aws_env, list(answer.columns), answer.rows)
     # WHEN the schedule fires at 00:15 New York time on 11-03
-    response = settlement_aws.lambda_handler(
+    response = cold_start().lambda_handler(
         {"scheduled_time": "2026-11-03T05:15:00Z"},
         FakeLambdaContext(),  # type: ignore[arg-type]
     )
@@ -203,3 +208,22 @@ def test_scheduled_lambda_settles_yesterday_with_athena_into_the_vendor_bucket(
     assert executions[0]["Query"] == SETTLEMENT_SQL
     assert executions[0]["QueryExecutionContext"]["Database"] == "ctr_billing"
     assert executions[0]["ExecutionParameters"] == [f"'{value}'" for value in window.parameters]
+
+
+@pytest.mark.parametrize("missing", ["ATHENA_WORKGROUP", "GLUE_DATABASE", "VENDOR_BUCKET"])
+def test_a_missing_setting_fails_the_settlement_lambda_s_cold_start_naming_it(
+    settlement_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, missing: str
+) -> None:
+    # GIVEN the export Lambda's environment without one of its settings
+    monkeypatch.delenv(missing)
+    # WHEN it cold-starts  THEN it fails before any day is settled, naming the variable
+    with pytest.raises(SettingsError, match=missing):
+        cold_start()
+
+
+def test_a_bad_billing_time_zone_fails_the_settlement_lambda_s_cold_start(
+    settlement_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BILLING_TIMEZONE", "Mars/Olympus_Mons")
+    with pytest.raises(SettingsError, match="BILLING_TIMEZONE"):
+        cold_start()

@@ -140,6 +140,10 @@ def test_handlers_import_from_the_zip(lambda_zip: Path, tmp_path: Path) -> None:
         "PYTHONPATH": str(tmp_path),
         "AWS_DEFAULT_REGION": "us-east-1",
         "DIRECTORY_TABLE": "provider-directory",
+        # the settlement export reads its settings at cold start
+        "ATHENA_WORKGROUP": "ctr-billing",
+        "GLUE_DATABASE": "ctr_billing",
+        "VENDOR_BUCKET": "ctr-billing-vendor",
     }
 
     # WHEN each handler is imported in a fresh interpreter (boto3 from this one, as Lambda provides it)

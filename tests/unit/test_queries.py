@@ -135,7 +135,7 @@ def test_the_export_lambda_runs_daily_after_midnight_in_the_billing_time_zone() 
     function = resource_properties(template, "SettlementExportFunction")
     schedule = resource_properties(template, "SettlementSchedule")
     # THEN the handler is the settlement's, configured like the stream's transform
-    assert function["Handler"] == "transform.settlement_aws.lambda_handler"
+    assert function["Handler"] == "transform.settlement_handler.lambda_handler"
     variables = function["Environment"]["Variables"]
     assert variables["ATHENA_WORKGROUP"] == {"Ref": "AthenaWorkGroup"}
     assert variables["GLUE_DATABASE"] == {"Ref": "GlueDatabase"}
