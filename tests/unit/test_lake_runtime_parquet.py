@@ -12,14 +12,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from firehose.lake import LocalLake
+from firehose.runtime import parquet as runtime_parquet
 from firehose.template import load_template, resource_properties
 from tests.lake_samples import duration, extension, parse_ts, sample_deliveries
 from transform.columns import arrow_schema
 from transform.rows import json_row, partition_keys
 from transform.rules import BillableContact, classify
 from transform.settings import TransformSettings
-
-runtime_parquet = pytest.importorskip("firehose.runtime.parquet")
 
 
 def test_runtime_parquet_has_the_registry_schema_and_duckdb_reads_every_row(tmp_path: Path) -> None:
