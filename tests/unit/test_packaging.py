@@ -46,6 +46,10 @@ INLINE_TEMPLATE_LIMIT = 51_200
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 
+# boto3 and the packages it imports, as the Lambda Python runtime provides them.
+LAMBDA_RUNTIME_MODULES = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six")
+
+
 @pytest.fixture(scope="session")
 def build_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("lambda-build")
@@ -122,6 +126,17 @@ def test_handlers_import_from_the_zip(lambda_zip: Path, tmp_path: Path) -> None:
         (zip_dist,) = tmp_path.glob(f"{package}-*.dist-info")
         assert importlib.metadata.version(package) == zip_dist.name.removesuffix(".dist-info").split("-")[1]
         shutil.rmtree(tmp_path / package)
+    # What the Lambda runtime itself provides (boto3 and what it imports), plus this machine's build of
+    # the native packages, are the only things taken from outside the zip: the interpreter runs without
+    # site-packages (-S), so a pure-Python dependency missing from the zip fails the import.
+    outside = tmp_path.parent / f"{tmp_path.name}-outside"
+    outside.mkdir()
+    for module in (*native, *LAMBDA_RUNTIME_MODULES):
+        origin = Path(importlib.import_module(module).__file__ or "")
+        if origin.name == "__init__.py":  # a package: its folder
+            (outside / module).symlink_to(origin.parent, target_is_directory=True)
+        else:  # a single-file module (six)
+            (outside / origin.name).symlink_to(origin)
     handlers = sorted(_handlers(load_template()))
     script = (
         "import importlib, json, sys\n"
@@ -137,7 +152,7 @@ def test_handlers_import_from_the_zip(lambda_zip: Path, tmp_path: Path) -> None:
     )
     environment = {
         "PATH": os.environ.get("PATH", ""),
-        "PYTHONPATH": str(tmp_path),
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), str(outside)]),
         "AWS_DEFAULT_REGION": "us-east-1",
         "DIRECTORY_TABLE": "provider-directory",
         # the settlement export reads its settings at cold start
@@ -148,7 +163,7 @@ def test_handlers_import_from_the_zip(lambda_zip: Path, tmp_path: Path) -> None:
 
     # WHEN each handler is imported in a fresh interpreter (boto3 from this one, as Lambda provides it)
     completed = subprocess.run(
-        [sys.executable, "-c", script, *handlers],
+        [sys.executable, "-S", "-c", script, *handlers],
         cwd=tmp_path,
         env=environment,
         capture_output=True,
