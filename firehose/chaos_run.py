@@ -12,6 +12,7 @@ import csv
 import json
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,7 @@ class RestartingRuntime(FirehoseRuntime):
         self._vendor_bucket = vendor_bucket
         super().__init__(ChaoticAws(aws, self.faults), options)
         self.plan = plan
-        self._kill_points = plan.restart_points(expected_records)
+        self._kill_points = deque(plan.restart_points(expected_records))
         self._killed: list[dict[str, dict[str, int]]] = []
         self._processed_before = 0
         self._current: FirehoseRuntime | None = None
@@ -92,22 +93,28 @@ class RestartingRuntime(FirehoseRuntime):
         except BaseException as error:  # surfaced by drain(); the killer must not die silently
             self._error = error
 
+    def _kill_due(self) -> bool:
+        """A kill point has been reached and not acted on yet (call with the lock held)."""
+        current = self._current
+        assert current is not None
+        points = self._kill_points
+        return bool(points) and self._processed_before + self._processed(current) >= points[0]
+
     def _kill_and_restart(self) -> None:
-        for point in self._kill_points:
-            while True:
-                if self._finished.wait(0.05):
-                    return
-                with self._lock:
-                    current = self._current
-                    assert current is not None
-                    if self._processed_before + self._processed(current) < point:
-                        continue
-                    current.stop(drain=False)  # a crash: buffers lost, checkpoints as last saved
-                    self._processed_before += self._processed(current)
-                    self._killed.append(current.counts())
-                    self._current = self._fresh()
-                    self.workers = self._current.workers
-                break
+        while self._kill_points:
+            if self._finished.wait(0.05):
+                return
+            with self._lock:
+                if not self._kill_due():
+                    continue
+                current = self._current
+                assert current is not None
+                current.stop(drain=False)  # a crash: buffers lost, checkpoints as last saved
+                self._processed_before += self._processed(current)
+                self._killed.append(current.counts())
+                self._kill_points.popleft()
+                self._current = self._fresh()
+                self.workers = self._current.workers
 
     def drain(self, timeout: float = 300.0) -> None:
         """Drain whichever runtime is current; a kill during the drain is followed by a drain of its
@@ -130,9 +137,13 @@ class RestartingRuntime(FirehoseRuntime):
                     raise
                 continue  # killed by chaos while draining: drain the restarted runtime
             with self._lock:
-                if current is self._current:
+                # Drained, unless a kill point was reached in the last records: then the killer acts
+                # first (a whole buffer can carry the count past a point between two of its polls), and
+                # the restarted runtime is drained in turn. Every planned kill happens, every run.
+                if current is self._current and not self._kill_due():
                     self._finished.set()
                     return
+            time.sleep(0.01)
 
     def stop(self, *, drain: bool = True, timeout: float = 300.0) -> None:
         if drain:
