@@ -27,9 +27,9 @@ from firehose.chaos import (
     RECONCILABLE_CSV_COLUMNS,
     ChaosPlan,
     put_ctrs,
-    run_pipeline_under_chaos,
     with_redeliveries,
 )
+from firehose.chaos_run import run_pipeline_under_chaos
 from firehose.embedded import EmbeddedAws, deploy_stack, lambda_zip
 from firehose.runtime.runtime import default_options
 from tests.unit.ctr_factory import realistic_ctrs

@@ -30,11 +30,10 @@ import importlib
 import json
 import os
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any
 from urllib.parse import urlsplit
 
 S3_PUT_FAILURE = 0.30
@@ -273,52 +272,6 @@ def put_ctrs(kinesis: Any, stream_name: str, ctrs: Iterable[Mapping[str, Any]], 
 # --- kills and restarts -----------------------------------------------------------------------------
 
 
-class Killable(Protocol):
-    def stop(self, *, drain: bool = True, timeout: float = 300.0) -> None: ...
-
-    def counts(self) -> dict[str, dict[str, int]]: ...
-
-
-RuntimeT = TypeVar("RuntimeT", bound=Killable)
-
-
-class NoProgressError(RuntimeError):
-    """The pipeline processed nothing for longer than the allowed time while chaos waited for a kill point."""
-
-
-def run_with_restarts(
-    start: Callable[[], RuntimeT],
-    processed: Callable[[RuntimeT], int],
-    kill_points: Sequence[int],
-    *,
-    stall_seconds: float = 300.0,
-    poll_seconds: float = 0.05,
-) -> tuple[RuntimeT, list[dict[str, dict[str, int]]]]:
-    """Start a runtime; each time the records it has processed (summed over the runtimes so far) reach the
-    next kill point, kill it (``stop(drain=False)``: buffers abandoned, checkpoints as they were) and start
-    a fresh one, which resumes from the checkpoints. Returns the last runtime, still running, and the
-    counts of the killed ones."""
-    killed: list[dict[str, dict[str, int]]] = []
-    done = 0
-    runtime = start()
-    for point in kill_points:
-        last, last_change = processed(runtime), time.monotonic()
-        while done + last < point:
-            time.sleep(poll_seconds)
-            current = processed(runtime)
-            if current != last:
-                last, last_change = current, time.monotonic()
-            elif time.monotonic() - last_change > stall_seconds:
-                raise NoProgressError(
-                    f"no record processed for {stall_seconds:.0f}s before kill point {point}"
-                )
-        runtime.stop(drain=False)
-        done += processed(runtime)  # the counts stay readable after the stop
-        killed.append(runtime.counts())
-        runtime = start()
-    return runtime, killed
-
-
 def summed_counts(snapshots: Iterable[Mapping[str, Mapping[str, int]]]) -> dict[str, dict[str, int]]:
     """Per delivery stream, every count summed over runtimes (restarts start their counts from zero)."""
     total: dict[str, Counter[str]] = {}
@@ -339,56 +292,6 @@ def vendor_row_contact_ids(s3: Any, bucket: str, prefix: str = "billing/") -> li
             body = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read().decode("utf-8")
             contact_ids.extend(row[0] for row in csv.reader(io.StringIO(body, newline="")) if row)
     return contact_ids
-
-
-def run_pipeline_under_chaos(
-    aws: Any,
-    vendor_bucket: str,
-    billable_contact_ids: Iterable[str],
-    records_published: int,
-    plan: ChaosPlan,
-    options: Any,
-    *,
-    drain_timeout: float = 1800.0,
-) -> dict[str, Any]:
-    """Run the local Firehose runtime over what was published, under ``plan``'s faults and kills, until
-    drained; then reconcile the vendor rows. The stack must have been deployed with
-    ``CsvColumns=RECONCILABLE_CSV_COLUMNS``. Returns the figures ``summary.json`` carries."""
-    from firehose.runtime.runtime import FirehoseRuntime
-
-    faults = Faults(plan)
-    chaotic = ChaoticAws(aws, faults)
-    vendor_streams: list[str] = []
-
-    def start() -> FirehoseRuntime:
-        runtime = FirehoseRuntime(chaotic, options).start()
-        vendor_streams[:] = [w.config.name for w in runtime.workers if w.config.bucket == vendor_bucket]
-        return runtime
-
-    def processed(runtime: FirehoseRuntime) -> int:
-        counts = runtime.counts()
-        return sum(
-            counts.get(stream, {}).get(outcome, 0)
-            for stream in vendor_streams
-            for outcome in ("delivered", "dropped", "processing-failed")
-        )
-
-    runtime, killed = run_with_restarts(start, processed, plan.restart_points(records_published))
-    runtime.stop(drain=True, timeout=drain_timeout)
-    counts = summed_counts([*killed, runtime.counts()])
-    verdict = reconcile(billable_contact_ids, vendor_row_contact_ids(aws.client("s3"), vendor_bucket))
-    return {
-        **verdict.as_dict(),
-        "chaos": {
-            "seed": plan.seed,
-            "restarts": len(killed),
-            "ledger": not plan.without_ledger,
-            **dict(faults.injected),
-            "failed_invocations": sum(stream.get("failed_invocations", 0) for stream in counts.values()),
-            "s3_retries": sum(stream.get("s3_retries", 0) for stream in counts.values()),
-        },
-        "counts": counts,
-    }
 
 
 # --- the verdict --------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from firehose.chaos import (
     Faults,
     reconcile,
     summed_counts,
+    vendor_row_contact_ids,
 )
 from firehose.runtime import FirehoseRuntime, RuntimeFailure, WorkerOptions
 from firehose.runtime.runtime import AwsEndpoint
@@ -163,6 +164,37 @@ class RestartingRuntime(FirehoseRuntime):
     def pending(self) -> Mapping[str, int]:
         with self._lock:
             return self._current.pending() if self._current is not None else {}
+
+
+def run_pipeline_under_chaos(
+    aws: AwsEndpoint,
+    vendor_bucket: str,
+    billable_contact_ids: Iterable[str],
+    records_published: int,
+    plan: ChaosPlan,
+    options: WorkerOptions,
+    *,
+    drain_timeout: float = 1800.0,
+) -> dict[str, Any]:
+    """Run the local Firehose runtime over what was published, under ``plan``'s faults and kills, until
+    drained; then reconcile the vendor rows. The stack must have been deployed with
+    ``CsvColumns=RECONCILABLE_CSV_COLUMNS``. The same ``RestartingRuntime`` as ``demo --chaos``."""
+    runtime = RestartingRuntime(aws, options, plan, records_published, vendor_bucket).start()
+    runtime.stop(drain=True, timeout=drain_timeout)
+    counts = runtime.counts()
+    verdict = reconcile(billable_contact_ids, vendor_row_contact_ids(aws.client("s3"), vendor_bucket))
+    return {
+        **verdict.as_dict(),
+        "chaos": {
+            "seed": plan.seed,
+            "restarts": runtime.restarts,
+            "ledger": not plan.without_ledger,
+            **dict(runtime.faults.injected),
+            "failed_invocations": sum(stream.get("failed_invocations", 0) for stream in counts.values()),
+            "s3_retries": sum(stream.get("s3_retries", 0) for stream in counts.values()),
+        },
+        "counts": counts,
+    }
 
 
 def chaos_runtime(
