@@ -447,23 +447,46 @@ class AthenaNamedQueryModel(_ModelDefaults, CloudFormationModel):
         athena_backends[account_id][region_name].named_queries.pop(resource_name, None)
 
 
-class S3BucketPolicyModel(_ModelDefaults, CloudFormationModel):
+class _AttachedPolicy(_ModelDefaults):
+    """What the policy types share: no name and no attributes of their own; an update applies the new
+    document again (it replaces the old one), and the document may be given as JSON text or a map."""
+
+    @staticmethod
+    def cloudformation_name_type() -> str:
+        return ""
+
+    @classmethod
+    def has_cfn_attr(cls, attr: str) -> bool:
+        return False
+
+    @classmethod
+    def update_from_cloudformation_json(
+        cls,
+        original_resource: Any,
+        new_resource_name: str,
+        cloudformation_json: dict[str, Any],
+        account_id: str,
+        region_name: str,
+    ) -> Any:
+        return cls.create_from_cloudformation_json(  # type: ignore[attr-defined]
+            new_resource_name, cloudformation_json, account_id, region_name
+        )
+
+    @staticmethod
+    def policy_text(properties: Mapping[str, Any]) -> str:
+        document = properties["PolicyDocument"]
+        return document if isinstance(document, str) else json.dumps(document)
+
+
+class S3BucketPolicyModel(_AttachedPolicy, CloudFormationModel):
     """``AWS::S3::BucketPolicy``: stored on the bucket (moto ignores policy conditions when enforcing)."""
 
     def __init__(self, bucket: str) -> None:
         self.bucket = bucket
 
     @staticmethod
-    def cloudformation_name_type() -> str:
-        return ""
-
-    @staticmethod
     def cloudformation_type() -> str:
         return "AWS::S3::BucketPolicy"
-
-    @classmethod
-    def has_cfn_attr(cls, attr: str) -> bool:
-        return False
 
     @property
     def physical_resource_id(self) -> str:
@@ -480,23 +503,8 @@ class S3BucketPolicyModel(_ModelDefaults, CloudFormationModel):
     ) -> S3BucketPolicyModel:
         properties = _properties(cloudformation_json)
         bucket = properties["Bucket"]
-        document = properties["PolicyDocument"]
-        policy = document if isinstance(document, str) else json.dumps(document)
-        s3_backends[account_id]["global"].put_bucket_policy(bucket, policy.encode())
+        s3_backends[account_id]["global"].put_bucket_policy(bucket, cls.policy_text(properties).encode())
         return cls(bucket)
-
-    @classmethod
-    def update_from_cloudformation_json(
-        cls,
-        original_resource: Any,
-        new_resource_name: str,
-        cloudformation_json: dict[str, Any],
-        account_id: str,
-        region_name: str,
-    ) -> S3BucketPolicyModel:
-        return cls.create_from_cloudformation_json(
-            new_resource_name, cloudformation_json, account_id, region_name
-        )
 
     @classmethod
     def delete_from_cloudformation_json(
@@ -508,23 +516,20 @@ class S3BucketPolicyModel(_ModelDefaults, CloudFormationModel):
             backend.delete_bucket_policy(bucket)
 
 
-class SqsQueuePolicyModel(_ModelDefaults, CloudFormationModel):
+def _queue_names(urls: list[Any]) -> list[str]:
+    """Queue names from the queue URLs a ``Ref`` to an ``AWS::SQS::Queue`` gives."""
+    return [str(url).rstrip("/").rsplit("/", 1)[-1] for url in urls]
+
+
+class SqsQueuePolicyModel(_AttachedPolicy, CloudFormationModel):
     """``AWS::SQS::QueuePolicy``: set as each queue's ``Policy`` attribute (``Queues`` are queue URLs)."""
 
     def __init__(self, queue_names: list[str]) -> None:
         self.queue_names = queue_names
 
     @staticmethod
-    def cloudformation_name_type() -> str:
-        return ""
-
-    @staticmethod
     def cloudformation_type() -> str:
         return "AWS::SQS::QueuePolicy"
-
-    @classmethod
-    def has_cfn_attr(cls, attr: str) -> bool:
-        return False
 
     @property
     def physical_resource_id(self) -> str:
@@ -540,33 +545,18 @@ class SqsQueuePolicyModel(_ModelDefaults, CloudFormationModel):
         **kwargs: Any,
     ) -> SqsQueuePolicyModel:
         properties = _properties(cloudformation_json)
-        document = properties["PolicyDocument"]
-        policy = document if isinstance(document, str) else json.dumps(document)
-        names = [str(url).rstrip("/").rsplit("/", 1)[-1] for url in properties["Queues"]]
+        policy = cls.policy_text(properties)
+        names = _queue_names(properties["Queues"])
         for name in names:
             sqs_backends[account_id][region_name].set_queue_attributes(name, {"Policy": policy})
         return cls(names)
-
-    @classmethod
-    def update_from_cloudformation_json(
-        cls,
-        original_resource: Any,
-        new_resource_name: str,
-        cloudformation_json: dict[str, Any],
-        account_id: str,
-        region_name: str,
-    ) -> SqsQueuePolicyModel:
-        return cls.create_from_cloudformation_json(
-            new_resource_name, cloudformation_json, account_id, region_name
-        )
 
     @classmethod
     def delete_from_cloudformation_json(
         cls, resource_name: str, cloudformation_json: dict[str, Any], account_id: str, region_name: str
     ) -> None:
         backend = sqs_backends[account_id][region_name]
-        for url in _properties(cloudformation_json).get("Queues", []):
-            name = str(url).rstrip("/").rsplit("/", 1)[-1]
+        for name in _queue_names(_properties(cloudformation_json).get("Queues", [])):
             if name in backend.queues:
                 backend.set_queue_attributes(name, {"Policy": ""})
 
