@@ -141,21 +141,25 @@ class KinesisSource:
     def _open(self, shard_id: str) -> None:
         checkpoint = self._checkpoints.positions.get(shard_id)
         self.progress.setdefault(shard_id, ShardProgress(checkpoint))
-        if checkpoint is not None:
-            response = self._kinesis.get_shard_iterator(
-                StreamARN=self._stream_arn,
-                ShardId=shard_id,
-                ShardIteratorType="AFTER_SEQUENCE_NUMBER",
-                StartingSequenceNumber=checkpoint,
-            )
-        else:
+        self._iterators[shard_id] = self._iterator_from(shard_id, checkpoint)
+
+    def _iterator_from(self, shard_id: str, position: str | None) -> str:
+        """An iterator after ``position``, or at the delivery stream's creation if there is none yet."""
+        if position is None:
             response = self._kinesis.get_shard_iterator(
                 StreamARN=self._stream_arn,
                 ShardId=shard_id,
                 ShardIteratorType="AT_TIMESTAMP",
                 Timestamp=self._start_at,
             )
-        self._iterators[shard_id] = response["ShardIterator"]
+        else:
+            response = self._kinesis.get_shard_iterator(
+                StreamARN=self._stream_arn,
+                ShardId=shard_id,
+                ShardIteratorType="AFTER_SEQUENCE_NUMBER",
+                StartingSequenceNumber=position,
+            )
+        return str(response["ShardIterator"])
 
     def poll(self) -> list[SourceRecord]:
         """One GetRecords per open shard. ``caught_up`` tells whether every shard was at its tip."""
@@ -213,21 +217,7 @@ class KinesisSource:
 
     def _iterator_after(self, shard_id: str) -> str:
         position = self._last_read.get(shard_id) or self._checkpoints.positions.get(shard_id)
-        if position is None:
-            response = self._kinesis.get_shard_iterator(
-                StreamARN=self._stream_arn,
-                ShardId=shard_id,
-                ShardIteratorType="AT_TIMESTAMP",
-                Timestamp=self._start_at,
-            )
-        else:
-            response = self._kinesis.get_shard_iterator(
-                StreamARN=self._stream_arn,
-                ShardId=shard_id,
-                ShardIteratorType="AFTER_SEQUENCE_NUMBER",
-                StartingSequenceNumber=position,
-            )
-        return str(response["ShardIterator"])
+        return self._iterator_from(shard_id, position)
 
     def delivered(self, records: Iterable[SourceRecord]) -> None:
         progress = self.progress
