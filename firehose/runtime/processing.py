@@ -225,22 +225,26 @@ class RecordProcessor:
         synchronous request limit: then as many invocations as it takes to stay under it."""
         survivors: list[Output] = []
         chunk: list[Output] = []
+        records: list[SourceRecord] = []  # the chunk's records as the Lambda sees them
         size = 0
         for output in outputs:
-            encoded = event_record_size(_as_record(output))
+            record = _as_record(output)
+            encoded = event_record_size(record)
             if chunk and size + encoded > self._max_records_bytes:
-                survivors.extend(self._invoke(chunk, batch))
-                chunk, size = [], 0
+                survivors.extend(self._invoke(chunk, records, batch))
+                chunk, records, size = [], [], 0
             chunk.append(output)
+            records.append(record)
             size += encoded
         if chunk:
-            survivors.extend(self._invoke(chunk, batch))
+            survivors.extend(self._invoke(chunk, records, batch))
         return survivors
 
-    def _invoke(self, outputs: list[Output], batch: ProcessedBatch) -> list[Output]:
+    def _invoke(
+        self, outputs: list[Output], records: list[SourceRecord], batch: ProcessedBatch
+    ) -> list[Output]:
         assert self._function is not None
         lambda_arn = self._function.function.arn
-        records = [_as_record(output) for output in outputs]
         identifiers = [record_id(record) for record in records]
         attempts = 0
         last_error: InvocationError | None = None
