@@ -158,25 +158,21 @@ def transform_lines(
             continue
         try:
             classification = classify(_document(line), settings)
+            if isinstance(classification, BillableContact):
+                sink.write(classification)
         except RecordDecodeError as error:
             outcomes[Outcome.MALFORMED] += 1
             _reject(summary, number, str(error), line, rejects)
+            continue
+        except UnicodeEncodeError:  # from the sink: _document turns undecodable input into the above
+            outcomes[Outcome.INVALID] += 1
+            _reject(summary, number, "text is not valid Unicode", line, rejects)
             continue
         except Exception as error:  # a bug must cost one line, never a million-line run (as in the Lambda)
             outcomes[Outcome.INVALID] += 1
             _reject(summary, number, f"unexpected {type(error).__name__}", line, rejects)
             continue
         if isinstance(classification, BillableContact):
-            try:
-                sink.write(classification)
-            except UnicodeEncodeError:
-                outcomes[Outcome.INVALID] += 1
-                _reject(summary, number, "text is not valid Unicode", line, rejects)
-                continue
-            except Exception as error:  # a bug must cost one line
-                outcomes[Outcome.INVALID] += 1
-                _reject(summary, number, f"unexpected {type(error).__name__}", line, rejects)
-                continue
             outcomes[Outcome.BILLABLE] += 1
         elif isinstance(classification, NotBillable):
             outcomes[Outcome.NOT_BILLABLE] += 1
