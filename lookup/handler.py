@@ -25,13 +25,10 @@ SETTINGS = LookupSettings.from_environ(os.environ)
 # The contact flows give the lookup 3 s (InvocationTimeLimitSeconds in cloudformation/flows); one
 # DynamoDB attempt must fit inside it, so a slow table sends the caller down the flow's error branch
 # in time instead of into silence. No retry: a retry's backoff alone could pass the limit.
-DYNAMODB_TIMEOUTS = {"connect_timeout": 1.0, "read_timeout": 1.5, "max_attempts": 1}
 _CLIENT = boto3.client(
     "dynamodb",
     config=Config(
-        connect_timeout=DYNAMODB_TIMEOUTS["connect_timeout"],
-        read_timeout=DYNAMODB_TIMEOUTS["read_timeout"],
-        retries={"mode": "standard", "total_max_attempts": int(DYNAMODB_TIMEOUTS["max_attempts"])},
+        connect_timeout=1.0, read_timeout=1.5, retries={"mode": "standard", "total_max_attempts": 1}
     ),
 )
 DIRECTORY = CachedDirectory(
