@@ -70,6 +70,16 @@ class RestartingRuntime(FirehoseRuntime):
     def restarts(self) -> int:
         return len(self._killed)
 
+    def fault_figures(self) -> dict[str, Any]:
+        """What chaos did to this run: its seed, the kills, each fault injected, the failed invocations."""
+        counts = self.counts()
+        return {
+            "seed": self.plan.seed,
+            "restarts": self.restarts,
+            **dict(sorted(self.faults.injected.items())),
+            "failed_invocations": sum(stream.get("failed_invocations", 0) for stream in counts.values()),
+        }
+
     def _fresh(self) -> FirehoseRuntime:
         return FirehoseRuntime(self._aws, self._options).start()
 
@@ -186,11 +196,8 @@ def run_pipeline_under_chaos(
     return {
         **verdict.as_dict(),
         "chaos": {
-            "seed": plan.seed,
-            "restarts": runtime.restarts,
+            **runtime.fault_figures(),
             "ledger": not plan.without_ledger,
-            **dict(runtime.faults.injected),
-            "failed_invocations": sum(stream.get("failed_invocations", 0) for stream in counts.values()),
             "s3_retries": sum(stream.get("s3_retries", 0) for stream in counts.values()),
         },
         "counts": counts,
@@ -237,12 +244,8 @@ def chaos_summary(runtime: FirehoseRuntime, tap: BillableTap, vendor_data: Path)
     verdict = reconcile(tap.contact_ids, vendor_contact_ids(vendor_data))
     figures: dict[str, Any] = {"lost": verdict.lost, "duplicate_vendor_rows": verdict.duplicate_vendor_rows}
     if isinstance(runtime, RestartingRuntime):
-        counts = runtime.counts()
         figures["chaos"] = {
-            "seed": runtime.plan.seed,
-            "restarts": runtime.restarts,
-            **dict(sorted(runtime.faults.injected.items())),
-            "failed_invocations": sum(stream.get("failed_invocations", 0) for stream in counts.values()),
+            **runtime.fault_figures(),
             "billable_contacts": verdict.expected,
             "vendor_rows": verdict.vendor_rows,
             "unexpected_vendor_rows": verdict.unexpected,
