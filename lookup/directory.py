@@ -239,8 +239,12 @@ class DirectoryTable:
                             f"DynamoDB BatchGetItem on table {self.table_name} left keys unprocessed "
                             f"after {self._unprocessed_retries} retries"
                         )
-                    self._sleep(min(0.05 * 2**attempt, 2.0))
+                    self._back_off(attempt)
         return found
+
+    def _back_off(self, attempt: int) -> None:
+        """Sleep before retry ``attempt`` of a throttled or partly processed call: exponential, capped."""
+        self._sleep(min(0.05 * 2**attempt, 2.0))
 
     def scan(self) -> Iterator[DirectoryEntry]:
         with _aws_call("Scan", self.table_name):
@@ -305,7 +309,7 @@ class DirectoryTable:
                 ]
                 if _transient(code, reasons) and attempt < self._unprocessed_retries:
                     attempt += 1
-                    self._sleep(min(0.05 * 2**attempt, 2.0))
+                    self._back_off(attempt)
                     continue
                 detail = sorted({reason for reason in reasons if reason != "None"})
                 status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 400)
