@@ -20,10 +20,8 @@ KEYS = {"contactId", "agentId"}
 class KeyLimitedDynamoDB:
     def __init__(self) -> None:
         self.tables: dict[str, dict[str, dict[str, Any]]] = {}
-        self.calls = 0
 
     def batch_get_item(self, RequestItems: Mapping[str, Any]) -> dict[str, Any]:
-        self.calls += 1
         responses: dict[str, list[dict[str, Any]]] = {}
         for table, request in RequestItems.items():
             items = self.tables.get(table, {})
@@ -36,7 +34,6 @@ class KeyLimitedDynamoDB:
         return {"Responses": responses, "UnprocessedKeys": {}}
 
     def transact_write_items(self, TransactItems: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-        self.calls += 1
         puts = [(item["Put"]["TableName"], item["Put"]["Item"]) for item in TransactItems]
         keys = [_key(entry, "TransactWriteItems") for _, entry in puts]
         reasons = [
