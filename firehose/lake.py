@@ -149,7 +149,8 @@ class LocalLake:
         # Partition keys are strings in Glue; DuckDB would otherwise guess integers ('02' -> 2).
         hive_types = "{" + ", ".join(f"'{key}': 'VARCHAR'" for key in PARTITION_KEYS) + "}"
         paths = "[" + ", ".join(_sql_string(str(path)) for path in files) + "]"
-        source = f"read_parquet({paths}, hive_partitioning = true, hive_types = {hive_types})"
+        # union_by_name: files written before a column joined the registry hold nulls there, as in Athena.
+        source = f"read_parquet({paths}, hive_partitioning = true, hive_types = {hive_types}, union_by_name = true)"
         view = f"CREATE VIEW {LAKE_TABLE} AS SELECT {select}, {', '.join(PARTITION_KEYS)} FROM {source}"  # noqa: S608
         try:
             self._connection.execute(view)

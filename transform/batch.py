@@ -242,12 +242,20 @@ def _dropped(record_id: str) -> dict[str, Any]:
 
 
 def _failed(record_id: str, record: Mapping[str, Any]) -> dict[str, Any]:
+    """The record's own data goes back for the error output, but only when it is valid base64: Firehose
+    decodes the answer's data, and echoing something else back breaks the contract (DESIGN §4)."""
     data = record.get("data")
-    return {
-        "recordId": record_id,
-        "result": "ProcessingFailed",
-        "data": data if isinstance(data, str) else "",
-    }
+    return {"recordId": record_id, "result": "ProcessingFailed", "data": data if _is_base64(data) else ""}
+
+
+def _is_base64(data: object) -> bool:
+    if not isinstance(data, str):
+        return False
+    try:
+        decode_base64(data)
+    except ValueError:
+        return False
+    return True
 
 
 def response_size(answers: Sequence[Mapping[str, Any]]) -> int:

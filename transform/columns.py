@@ -42,7 +42,7 @@ DIGITS = re.compile(r"[0-9]+")
 COLUMNS: tuple[Column, ...] = (
     Column("call_type", ColumnType.STRING, "INBOUND or OUTBOUND, from InitiationMethod"),
     Column("initiation_timestamp", ColumnType.TIMESTAMP, "InitiationTimestamp"),
-    Column("duration_seconds", ColumnType.BIGINT, "DisconnectTimestamp - Agent.ConnectedToAgentTimestamp"),
+    Column("duration_seconds", ColumnType.BIGINT, "provider time: provider_left_timestamp - connected"),
     Column("patient_phone", ColumnType.STRING, "CustomerEndpoint.Address (telephone numbers only)", E164),
     Column("provider_extension", ColumnType.STRING, "the provider's extension", DIGITS),
     Column("hold_seconds", ColumnType.BIGINT, "Agent.CustomerHoldDuration"),
@@ -59,6 +59,10 @@ COLUMNS: tuple[Column, ...] = (
     Column("queue_name", ColumnType.STRING, "Queue.Name"),
     Column("number_of_holds", ColumnType.BIGINT, "Agent.NumberOfHolds"),
     Column("disconnect_reason", ColumnType.STRING, "DisconnectReason"),
+    # Added with the second version of the billing rules: lake files written before hold nulls here.
+    Column("provider_left_timestamp", ColumnType.TIMESTAMP, "the end of provider time"),
+    Column("contact_duration_seconds", ColumnType.BIGINT, "DisconnectTimestamp - InitiationTimestamp"),
+    Column("next_contact_id", ColumnType.STRING, "NextContactId"),
 )
 
 COLUMNS_BY_NAME: dict[str, Column] = {column.name: column for column in COLUMNS}

@@ -9,7 +9,8 @@ Decoding is most of a record's cost, so both steps use msgspec's C decoders (``b
   structs below skips every other field without building Python objects for it, about five times
   faster than ``json.loads`` of the whole document. ``decode_ctr_fields`` returns the plain dict the
   billing rules read, holding only these fields; an absent field and a ``null`` one are both left out,
-  so ``dict.get`` sees ``None`` for either, as it would on the full document.
+  so ``dict.get`` sees ``None`` for either, as it would on the full document. ``ContactId`` alone keeps
+  its ``null``: the rules tell a missing key (another kind of event) from a null one (a damaged CTR).
 
 Every CTR field accepts any JSON value (a nested object is typed only so that its unread fields are
 skipped too), so a field of an unexpected type reaches the rules as it is, exactly as from
@@ -28,6 +29,7 @@ _NotAnObject = list[Any] | str | int | float | bool | None
 
 class _Agent(msgspec.Struct, omit_defaults=True):
     ARN: Any = None
+    AfterContactWorkStartTimestamp: Any = None
     ConnectedToAgentTimestamp: Any = None
     CustomerHoldDuration: Any = None
     NumberOfHolds: Any = None
@@ -44,7 +46,9 @@ class _Endpoint(msgspec.Struct, omit_defaults=True):
 
 
 class _CtrFields(msgspec.Struct, omit_defaults=True):
-    ContactId: Any = None
+    # UNSET, not None: a ``"ContactId": null`` is a damaged CTR (InvalidContactRecord), while an object
+    # without the key is another kind of event (NotAContactRecord), so the null is kept.
+    ContactId: Any = msgspec.UNSET
     InitialContactId: Any = None
     PreviousContactId: Any = None
     Channel: Any = None
@@ -53,6 +57,8 @@ class _CtrFields(msgspec.Struct, omit_defaults=True):
     DisconnectTimestamp: Any = None
     LastUpdateTimestamp: Any = None
     DisconnectReason: Any = None
+    TransferCompletedTimestamp: Any = None
+    NextContactId: Any = None
     Agent: _Agent | _NotAnObject = None
     Queue: _Queue | _NotAnObject = None
     CustomerEndpoint: _Endpoint | _NotAnObject = None

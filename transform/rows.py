@@ -63,7 +63,7 @@ def _patient_phone(contact: BillableContact) -> str:
 
 
 EXTRACTORS: dict[str, Extractor] = {
-    "call_type": lambda c: call_type(c.ctr.get("InitiationMethod")),
+    "call_type": lambda c: call_type(c.ctr.get("InitiationMethod"), c.ctr.get("Channel")),
     "initiation_timestamp": lambda c: c.initiated,
     "duration_seconds": lambda c: c.duration_seconds,
     "patient_phone": _patient_phone,
@@ -82,6 +82,9 @@ EXTRACTORS: dict[str, Extractor] = {
     "queue_name": _queue_name,
     "number_of_holds": lambda c: _optional_count(c.agent.get("NumberOfHolds")),
     "disconnect_reason": lambda c: text(c.ctr.get("DisconnectReason")),
+    "provider_left_timestamp": lambda c: c.provider_left,
+    "contact_duration_seconds": lambda c: c.contact_duration_seconds,
+    "next_contact_id": lambda c: text(c.ctr.get("NextContactId")),
 }
 assert tuple(EXTRACTORS) == tuple(COLUMNS_BY_NAME), "every registry column needs exactly one extractor"
 
@@ -96,6 +99,13 @@ def _last_update_utc(contact: BillableContact) -> str | None:
     return None if moment is None else utc_text(text, moment)
 
 
+def _provider_left_utc(contact: BillableContact) -> str:
+    # The end is one of three CTR fields; when it is the disconnect, Connect's own text is reused.
+    if contact.provider_left is contact.disconnected:
+        return utc_text(contact.ctr.get("DisconnectTimestamp"), contact.disconnected)
+    return format_utc(contact.provider_left)
+
+
 # The timestamp columns as UTC text (``format_utc`` of their EXTRACTORS value), without reformatting the
 # CTR's text when it is already in that format.
 UTC_TEXT_EXTRACTORS: dict[str, Callable[[BillableContact], str | None]] = {
@@ -103,6 +113,7 @@ UTC_TEXT_EXTRACTORS: dict[str, Callable[[BillableContact], str | None]] = {
     "connected_to_agent_timestamp": lambda c: utc_text(c.agent.get("ConnectedToAgentTimestamp"), c.connected),
     "disconnect_timestamp": lambda c: utc_text(c.ctr.get("DisconnectTimestamp"), c.disconnected),
     "last_update_timestamp": _last_update_utc,
+    "provider_left_timestamp": _provider_left_utc,
 }
 assert set(UTC_TEXT_EXTRACTORS) == {c.name for c in COLUMNS if c.type is ColumnType.TIMESTAMP}
 

@@ -41,7 +41,9 @@ _ONE_SECOND = timedelta(seconds=1)
 # The largest value of a bigint (int64) column; a count beyond it could not reach the data lake.
 MAX_BIGINT = 2**63 - 1
 
-OUTBOUND_METHODS = frozenset({"OUTBOUND", "CALLBACK", "API", "EXTERNAL_OUTBOUND", "CAMPAIGN_PREVIEW"})
+# Methods that start an outbound contact on every channel; ``API`` only on VOICE (``call_type``). Anything
+# else (INBOUND, TRANSFER, QUEUE_TRANSFER, WEBRTC_API in-app calling, methods Connect adds later) is inbound.
+OUTBOUND_METHODS = frozenset({"OUTBOUND", "CALLBACK", "EXTERNAL_OUTBOUND", "CAMPAIGN_PREVIEW"})
 
 
 @dataclass(slots=True)
@@ -53,7 +55,10 @@ class BillableContact:
     initiated: datetime
     connected: datetime
     disconnected: datetime
+    # The end of provider time (DESIGN §3): when the provider left the patient.
+    provider_left: datetime
     duration_seconds: int
+    contact_duration_seconds: int | None
     hold_seconds: int
     provider_extension: str
     agent_id: str
@@ -83,9 +88,10 @@ _NOT_BILLABLE = {reason: NotBillable(reason) for reason in NotBillableReason}
 
 
 def classify(ctr: dict[str, Any], settings: TransformSettings) -> Classification:
-    contact_id = ctr.get("ContactId")
-    if contact_id is None:
+    if "ContactId" not in ctr:
         return NOT_A_CONTACT_RECORD
+    contact_id = ctr["ContactId"]
+    # Null included: a CTR too damaged to decide on, and dropping it could lose a bill.
     if type(contact_id) is not str or not contact_id:
         return InvalidContact("ContactId is not a non-empty string")
 
@@ -113,8 +119,15 @@ def classify(ctr: dict[str, Any], settings: TransformSettings) -> Classification
     if disconnected < connected:
         return InvalidContact("DisconnectTimestamp precedes Agent.ConnectedToAgentTimestamp")
 
+    provider_left = _provider_left(ctr, agent, disconnected)
+    if type(provider_left) is InvalidContact:
+        return provider_left
+    assert isinstance(provider_left, datetime)
+    if provider_left < connected:
+        return InvalidContact("the provider left before Agent.ConnectedToAgentTimestamp")
+
     # Whole seconds rounded down, without float rounding: timedelta floor-divides exactly.
-    duration = (disconnected - connected) // _ONE_SECOND
+    duration = (provider_left - connected) // _ONE_SECOND
     if duration < settings.min_billable_seconds:
         return _NOT_BILLABLE[NotBillableReason.BELOW_MINIMUM_DURATION]
 
@@ -142,17 +155,50 @@ def classify(ctr: dict[str, Any], settings: TransformSettings) -> Classification
         initiated,
         connected,
         disconnected,
+        provider_left,
         duration,
+        # Unknown (null) rather than negative when the clock data is inconsistent: it does not decide the
+        # bill, so it does not make the record invalid.
+        (disconnected - initiated) // _ONE_SECOND if disconnected >= initiated else None,
         hold_seconds,
         extension_attribute(ctr, settings.extension_attribute),
         agent_id(agent),
     )
 
 
-def call_type(initiation_method: object) -> str:
-    return (
-        "OUTBOUND" if type(initiation_method) is str and initiation_method in OUTBOUND_METHODS else "INBOUND"
-    )
+def _provider_left(
+    ctr: dict[str, Any], agent: dict[str, Any], disconnected: datetime
+) -> datetime | InvalidContact:
+    """When the provider left the patient: the end of provider time (DESIGN §3).
+
+    After-contact work starts when the agent's leg ends (in real CTRs a few seconds after the disconnect,
+    hence the earlier of the two). Without it, a completed transfer ends the provider's part: a cold
+    transfer to an outside number keeps the contact open after the provider has gone. Only the timestamp
+    the rule uses is read, so a damaged field the rule does not need costs no bill.
+    """
+    for owner, field_name, label in (
+        (agent, "AfterContactWorkStartTimestamp", "Agent.AfterContactWorkStartTimestamp"),
+        (ctr, "TransferCompletedTimestamp", "TransferCompletedTimestamp"),
+    ):
+        value = owner.get(field_name)
+        if value is None:
+            continue
+        try:
+            end = parse_timestamp(value)
+        except TimestampError as error:
+            return InvalidContact(f"{label} {error}")
+        return end if end < disconnected else disconnected
+    return disconnected
+
+
+def call_type(initiation_method: object, channel: object) -> str:
+    """``OUTBOUND`` or ``INBOUND``. ``API`` starts an outbound call only on voice
+    (StartOutboundVoiceContact); on chat or task it is a customer starting the contact."""
+    if type(initiation_method) is not str:
+        return "INBOUND"
+    if initiation_method in OUTBOUND_METHODS or (initiation_method == "API" and channel == "VOICE"):
+        return "OUTBOUND"
+    return "INBOUND"
 
 
 def extension_attribute(ctr: dict[str, Any], attribute: str) -> str:

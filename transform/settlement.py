@@ -61,7 +61,10 @@ FROM (
                 previous_contact_id DESC,
                 channel DESC,
                 initiation_method DESC,
-                initiation_timestamp DESC
+                initiation_timestamp DESC,
+                provider_left_timestamp DESC,
+                contact_duration_seconds DESC,
+                next_contact_id DESC
         ) AS version_rank
     FROM {LAKE_TABLE}
     WHERE (year = ? AND month = ? AND day = ?) OR (year = ? AND month = ? AND day = ?)

@@ -25,6 +25,9 @@ SELECT
     queue_name,
     number_of_holds,
     disconnect_reason,
+    provider_left_timestamp,
+    contact_duration_seconds,
+    next_contact_id,
     year,
     month,
     day
@@ -51,7 +54,10 @@ FROM (
                 previous_contact_id DESC,
                 channel DESC,
                 initiation_method DESC,
-                initiation_timestamp DESC
+                initiation_timestamp DESC,
+                provider_left_timestamp DESC,
+                contact_duration_seconds DESC,
+                next_contact_id DESC
         ) AS version_rank
     FROM billing_rows
 ) AS ranked

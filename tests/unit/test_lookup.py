@@ -243,7 +243,9 @@ def pending(record_id: str, agent_id: str, extension: str = "", dropped: bool = 
         initiated=None,  # type: ignore[arg-type]
         connected=None,  # type: ignore[arg-type]
         disconnected=None,  # type: ignore[arg-type]
+        provider_left=None,  # type: ignore[arg-type]
         duration_seconds=60,
+        contact_duration_seconds=60,
         hold_seconds=0,
         provider_extension=extension,
         agent_id=agent_id,

@@ -40,6 +40,10 @@ def _transfer() -> dict[str, Any]:
     )
     ctr["InitialContactId"] = "c0ffee00-0000-4000-8000-000000000000"
     ctr["PreviousContactId"] = "c0ffee00-0000-4000-8000-00000000000f"
+    ctr["NextContactId"] = "c0ffee00-0000-4000-8000-000000000002"
+    # As in real CTRs, after-contact work starts a few seconds after the disconnect: the earlier one ends
+    # provider time.
+    ctr["Agent"]["AfterContactWorkStartTimestamp"] = "2026-11-02T14:31:14Z"
     return ctr
 
 
@@ -64,6 +68,10 @@ EXPECTED: dict[str, tuple[str, Any]] = {
     "queue_name": ("Telehealth General", "Telehealth General"),
     "number_of_holds": ("2", 2),
     "disconnect_reason": ("CUSTOMER_DISCONNECT", "CUSTOMER_DISCONNECT"),
+    "provider_left_timestamp": ("2026-11-02T14:31:11Z", "2026-11-02T14:31:11Z"),
+    # 14:13:58 to 14:31:11
+    "contact_duration_seconds": ("1033", 1033),
+    "next_contact_id": ("c0ffee00-0000-4000-8000-000000000002", "c0ffee00-0000-4000-8000-000000000002"),
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -45,10 +46,10 @@ def _problem(ctr: dict[str, Any]) -> str:
 def test_a_json_object_without_contact_id_is_not_a_contact_record() -> None:
     # GIVEN an agent event sharing the stream  WHEN classified  THEN not a contact record
     assert isinstance(classify(ctrs.agent_event(), DEFAULTS), NotAContactRecord)
-    assert isinstance(classify({"ContactId": None}, DEFAULTS), NotAContactRecord)
+    assert isinstance(classify({"Channel": "VOICE"}, DEFAULTS), NotAContactRecord)
 
 
-@pytest.mark.parametrize("contact_id", ["", 42, ["x"], {"id": "x"}])
+@pytest.mark.parametrize("contact_id", [None, "", 42, ["x"], {"id": "x"}])
 def test_a_contact_id_that_is_not_a_non_empty_string_is_invalid(contact_id: object) -> None:
     ctr = ctrs.billable_ctr()
     ctr["ContactId"] = contact_id
@@ -182,6 +183,7 @@ def test_rule_4_default_minimum_bills_a_zero_second_connection() -> None:
 def test_duration_is_time_with_the_provider_rounded_down_across_offsets() -> None:
     # GIVEN connect and disconnect written with fractions and different offsets (1 h 0 m 59.999 s apart)
     ctr = ctrs.billable_ctr()
+    ctr["Agent"]["AfterContactWorkStartTimestamp"] = None
     ctr["Agent"]["ConnectedToAgentTimestamp"] = "2026-11-02T09:00:00.001-05:00"
     ctr["DisconnectTimestamp"] = "2026-11-02T15:01:00.000Z"
     ctr["InitiationTimestamp"] = "2026-11-02T13:59:00Z"
@@ -214,6 +216,94 @@ def test_provider_extension_comes_from_the_configured_attribute(
     assert _billable(ctr, settings).provider_extension == expected
 
 
+# --- provider time: when the provider left ------------------------------------------------------
+
+
+def _timed(
+    connected: str, disconnected: str, acw_start: str | None = None, transfer_completed: str | None = None
+) -> dict[str, Any]:
+    ctr = ctrs.billable_ctr()
+    ctr["InitiationTimestamp"] = "2026-11-02T10:00:00Z"
+    ctr["Agent"]["ConnectedToAgentTimestamp"] = connected
+    ctr["DisconnectTimestamp"] = disconnected
+    ctr["Agent"]["AfterContactWorkStartTimestamp"] = acw_start
+    ctr["TransferCompletedTimestamp"] = transfer_completed
+    return ctr
+
+
+@pytest.mark.parametrize(
+    ("acw_start", "transfer_completed", "left", "seconds"),
+    [
+        # A cold transfer to an outside number: after-contact work starts at the transfer, 7 min 40 s in;
+        # the contact stays open 19 more minutes. The patient is billed for 460 s, not 1,600 s.
+        ("2026-11-02T10:07:52Z", "2026-11-02T10:07:51Z", "2026-11-02T10:07:52Z", 460),
+        # After-contact work starting 3 s after the disconnect (as in real CTRs): the disconnect ends it.
+        ("2026-11-02T10:26:55Z", None, "2026-11-02T10:26:52Z", 1600),
+        # No after-contact work (e.g. an agent without ACW): a completed transfer ends provider time...
+        (None, "2026-11-02T10:07:51.900Z", "2026-11-02T10:07:51.900Z", 459),
+        # ...unless it is recorded after the disconnect.
+        (None, "2026-11-02T10:26:59Z", "2026-11-02T10:26:52Z", 1600),
+        # Neither: the disconnect.
+        (None, None, "2026-11-02T10:26:52Z", 1600),
+        # After-contact work wins over the transfer even when the transfer is earlier (a conference the
+        # provider stayed in after completing it).
+        ("2026-11-02T10:20:12Z", "2026-11-02T10:07:51Z", "2026-11-02T10:20:12Z", 1200),
+    ],
+)
+def test_provider_time_ends_when_the_provider_left(
+    acw_start: str | None, transfer_completed: str | None, left: str, seconds: int
+) -> None:
+    # GIVEN a provider connected at 10:00:12 on a contact that disconnected at 10:26:52
+    ctr = _timed("2026-11-02T10:00:12Z", "2026-11-02T10:26:52Z", acw_start, transfer_completed)
+    # WHEN classified
+    contact = _billable(ctr)
+    # THEN provider time runs to the moment the provider left; the whole contact is 26 min 52 s
+    assert contact.provider_left == datetime.fromisoformat(left)
+    assert contact.duration_seconds == seconds
+    assert contact.contact_duration_seconds == 1612
+
+
+def test_the_minimum_billable_time_is_provider_time() -> None:
+    # GIVEN a 45 s provider leg transferred out, on a contact open for 20 minutes
+    ctr = _timed("2026-11-02T10:00:15Z", "2026-11-02T10:20:00Z", "2026-11-02T10:01:00Z")
+    strict = TransformSettings.from_environ({"MIN_BILLABLE_SECONDS": "60"})
+    # WHEN classified with a 60 s minimum  THEN not billable, below the minimum
+    assert _reason(ctr, strict) is NotBillableReason.BELOW_MINIMUM_DURATION
+
+
+@pytest.mark.parametrize(
+    ("acw_start", "transfer_completed", "problem"),
+    [
+        ("soon", None, "Agent.AfterContactWorkStartTimestamp not an ISO 8601 timestamp"),
+        (42, None, "Agent.AfterContactWorkStartTimestamp not a string"),
+        (None, "2026-11-02T10:07:51", "TransferCompletedTimestamp has no UTC offset"),
+        ("2026-11-02T09:59:00Z", None, "the provider left before Agent.ConnectedToAgentTimestamp"),
+        (None, "2026-11-02T10:00:11Z", "the provider left before Agent.ConnectedToAgentTimestamp"),
+    ],
+)
+def test_an_unusable_end_of_provider_time_is_invalid(
+    acw_start: object, transfer_completed: object, problem: str
+) -> None:
+    ctr = _timed("2026-11-02T10:00:12Z", "2026-11-02T10:26:52Z")
+    ctr["Agent"]["AfterContactWorkStartTimestamp"] = acw_start
+    ctr["TransferCompletedTimestamp"] = transfer_completed
+    assert _problem(ctr) == problem
+
+
+def test_only_the_end_the_rule_uses_is_read() -> None:
+    # GIVEN after-contact work set and a damaged transfer time  WHEN classified  THEN billed to the ACW start
+    ctr = _timed("2026-11-02T10:00:12Z", "2026-11-02T10:26:52Z", "2026-11-02T10:07:52Z", "garbled")
+    assert _billable(ctr).duration_seconds == 460
+
+
+def test_a_disconnect_before_the_initiation_leaves_the_contact_duration_unknown() -> None:
+    # GIVEN a provider leg of 30 min on a contact whose whole duration would be negative
+    ctr = _timed("2026-11-02T09:00:00Z", "2026-11-02T09:30:00Z")
+    # WHEN classified  THEN still billed on provider time; the whole duration is unknown, not negative
+    contact = _billable(ctr)
+    assert (contact.duration_seconds, contact.contact_duration_seconds) == (1800, None)
+
+
 # --- call type ------------------------------------------------------------------------------------
 
 
@@ -222,7 +312,6 @@ def test_provider_extension_comes_from_the_configured_attribute(
     [
         ("OUTBOUND", "OUTBOUND"),
         ("CALLBACK", "OUTBOUND"),
-        ("API", "OUTBOUND"),
         ("EXTERNAL_OUTBOUND", "OUTBOUND"),
         ("CAMPAIGN_PREVIEW", "OUTBOUND"),
         ("INBOUND", "INBOUND"),
@@ -237,7 +326,17 @@ def test_provider_extension_comes_from_the_configured_attribute(
     ],
 )
 def test_call_type_mapping(method: object, expected: str) -> None:
-    assert call_type(method) == expected
+    for channel in ("VOICE", "CHAT", "TASK"):
+        assert call_type(method, channel) == expected
+
+
+@pytest.mark.parametrize(
+    ("channel", "expected"),
+    [("VOICE", "OUTBOUND"), ("CHAT", "INBOUND"), ("TASK", "INBOUND"), (None, "INBOUND")],
+)
+def test_api_is_outbound_only_on_voice(channel: object, expected: str) -> None:
+    # StartOutboundVoiceContact starts a voice contact with API; a customer-started chat or task is API too.
+    assert call_type("API", channel) == expected
 
 
 @pytest.mark.parametrize("hold", [2**63, 1e300, float("inf")])
