@@ -44,7 +44,15 @@ _MANIFEST_COLUMNS = {
     "window_start_utc": "VARCHAR",
     "window_end_utc": "VARCHAR",
 }
-_PARTITION_DIR = re.compile(r"(year=\d{4})/(month=\d{2})/(day=\d{2})")
+# A lake object's key below the lake prefix: a partition folder and a plain file name, nothing else (a
+# key is attacker-controlled text; ``..`` or a second slash could lead a mirror outside its folder).
+_PARTITION_OBJECT = re.compile(
+    LAKE_TABLE + r"/year=[0-9]{4}/month=[0-9]{2}/day=[0-9]{2}/(?!\.)[A-Za-z0-9._=-]{1,200}\.parquet"
+)
+# Errors about the SQL text itself, whose messages quote only the SQL. Any other error may quote a value
+# from the lake (a patient's phone number): only its kind is shown. InvalidInputException is a
+# ProgrammingError too, but json_extract's quotes the value it could not parse.
+_ABOUT_THE_SQL_TEXT = (duckdb.ParserException, duckdb.BinderException, duckdb.CatalogException)
 
 
 class LakeError(Exception):
@@ -97,8 +105,11 @@ class LocalLake:
             self._connection.execute("SET TimeZone = 'UTC'")
             # DuckDB draws a progress bar on long queries; the CLI's output is the result alone.
             self._connection.execute("SET enable_progress_bar = false")
-            self._create_table(parquet_files(lake))
-            self._create_manifests(settled)
+            files = parquet_files(lake)
+            manifests = sorted(settled.glob("*.manifest.json")) if settled is not None else []
+            self._confine([*files, *manifests])
+            self._create_table(files)
+            self._create_manifests(manifests, settled)
             self._connection.execute(to_duckdb(named_queries(queries)[LATEST_VIEW]))
         except BaseException:
             self._connection.close()
@@ -122,8 +133,12 @@ class LocalLake:
             cursor = self._connection.execute(translated, list(parameters))
             columns = tuple(column[0] for column in cursor.description or ())
             rows = cursor.fetchall() if columns else []
-        except duckdb.ProgrammingError as error:  # parser, catalog, binder: about the SQL text itself
+        except _ABOUT_THE_SQL_TEXT as error:
             raise LakeError(f"query failed: {error}") from None
+        except duckdb.PermissionException:
+            raise LakeError(
+                "query failed: it reads or writes outside the lake's files, which local queries may not"
+            ) from None
         except duckdb.Error as error:
             # Conversion and other data errors quote the offending value, which may be a patient's phone
             # number: only the kind of error is reported.
@@ -135,6 +150,16 @@ class LocalLake:
     def fetch(self, sql: str, parameters: Sequence[str]) -> list[dict[str, Any]]:
         """``SettlementEngine``: rows as column -> value."""
         return self.query(sql, parameters).records()
+
+    def _confine(self, files: Sequence[Path]) -> None:
+        """Queries may read the lake's files and nothing else: no other file, no URL, no extension
+        download, no COPY ... TO, and the settings are locked so a query cannot lift them."""
+        execute = self._connection.execute
+        execute("SET autoinstall_known_extensions = false")
+        execute("SET autoload_known_extensions = false")
+        execute("SET allowed_paths = ?", [[str(path) for path in files]])
+        execute("SET enable_external_access = false")
+        execute("SET lock_configuration = true")
 
     def _create_table(self, files: Sequence[Path]) -> None:
         if not files:
@@ -159,10 +184,9 @@ class LocalLake:
         except duckdb.Error as error:
             raise LakeError(f"cannot read the lake's Parquet under {self.path}: {error}") from None
 
-    def _create_manifests(self, settled: Path | None) -> None:
+    def _create_manifests(self, manifests: Sequence[Path], settled: Path | None) -> None:
         columns = ", ".join(f'"{name}" {kind}' for name, kind in _MANIFEST_COLUMNS.items())
         self._connection.execute(f"CREATE TABLE {SETTLED_MANIFESTS} ({columns})")
-        manifests = sorted(settled.glob("*.manifest.json")) if settled is not None else []
         if not manifests:
             return
         spec = "{" + ", ".join(f"'{name}': '{kind}'" for name, kind in _MANIFEST_COLUMNS.items()) + "}"
@@ -215,14 +239,17 @@ def mirror_s3_partitions(
 ) -> int:
     """Copy the lake's Parquet objects under ``prefixes`` to ``destination``, keeping keys as paths."""
     copied = 0
+    root = destination.resolve()
     paginator = client.get_paginator("list_objects_v2")
     for prefix in prefixes:
         for page in paginator.paginate(Bucket=lake.bucket, Prefix=lake.key(prefix)):
             for item in page.get("Contents", []):
                 relative = item["Key"][len(lake.prefix) :]
-                if not _PARTITION_DIR.search(relative) or not relative.endswith(".parquet"):
-                    continue
+                if not _PARTITION_OBJECT.fullmatch(relative):
+                    continue  # not a lake data object (Firehose writes none of another shape)
                 target = destination / relative
+                if not target.resolve().is_relative_to(root):
+                    raise LakeError(f"lake object key {item['Key']!r} would be written outside {destination}")
                 target.parent.mkdir(parents=True, exist_ok=True)
                 client.download_file(lake.bucket, item["Key"], str(target))
                 copied += 1

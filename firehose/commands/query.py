@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Sequence
 from datetime import date, datetime
@@ -80,8 +81,18 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+# C0 and C1 control characters, DEL, and the bidirectional overrides: in a terminal they can move the
+# cursor, rewrite earlier lines or reorder what is shown.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def _visible(text: str) -> str:
+    """A table cell as it can be shown safely: control characters written as escapes (``\x1b``)."""
+    return _CONTROL.sub(lambda match: match.group().encode("unicode_escape").decode("ascii"), text)
+
+
 def write_table(result: QueryResult, out: TextIO) -> None:
-    cells = [[_text(value) for value in row] for row in result.rows]
+    cells = [[_visible(_text(value)) for value in row] for row in result.rows]
     widths = [len(name) for name in result.columns]
     for row in cells:
         widths = [max(width, len(cell)) for width, cell in zip(widths, row, strict=True)]
@@ -98,7 +109,7 @@ def write_table(result: QueryResult, out: TextIO) -> None:
         ]
         return " | ".join(parts).rstrip() + "\n"
 
-    out.write(line(result.columns))
+    out.write(line([_visible(name) for name in result.columns]))
     out.write("-+-".join("-" * width for width in widths) + "\n")
     for row in cells:
         out.write(line(row))
