@@ -7,9 +7,12 @@ Directory enrichment and the ledger are Lambda batch stages that need AWS; offli
 from __future__ import annotations
 
 import enum
+import errno
 import gzip
 import io
+import os
 import sys
+import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -114,28 +117,59 @@ def make_sink(output_format: OfflineFormat, stream: IO[bytes], settings: Transfo
     return _BytesSink(stream, encoder.line, encoder.header)
 
 
+# utf-8-sig: a byte-order mark that an editor or a Windows export put before the first line is skipped
+# (it is not part of the first CTR); undecodable bytes survive as surrogate escapes and fail their line.
+_INPUT_ENCODING = "utf-8-sig"
+
+
 @contextmanager
 def open_lines(path: str) -> Iterator[IO[str]]:
     """Text lines of a file (``.gz`` decompressed) or of stdin for ``-``."""
     if path == "-":
-        yield io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="surrogateescape")
+        yield io.TextIOWrapper(sys.stdin.buffer, encoding=_INPUT_ENCODING, errors="surrogateescape")
     elif path.endswith(".gz"):
-        with gzip.open(path, "rt", encoding="utf-8", errors="surrogateescape") as stream:
+        with gzip.open(path, "rt", encoding=_INPUT_ENCODING, errors="surrogateescape") as stream:
             yield stream
     else:
-        with open(path, encoding="utf-8", errors="surrogateescape") as stream:
+        with open(path, encoding=_INPUT_ENCODING, errors="surrogateescape") as stream:
             yield stream
 
 
 @contextmanager
-def open_output(path: str) -> Iterator[IO[bytes]]:
+def open_output(path: str, mode: str = "wb") -> Iterator[IO[Any]]:
+    """A file to write, ``-`` for stdout. A regular file is written beside its place under a temporary
+    name and renamed over it only when the block completes: a failed run never leaves a partial file or
+    destroys the one that was there. A device or pipe (``/dev/null``) is written as it is."""
     if path == "-":
-        yield sys.stdout.buffer
-        sys.stdout.buffer.flush()
-    else:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "wb", buffering=1 << 20) as stream:
-            yield stream
+        stdout: IO[Any] = sys.stdout.buffer if "b" in mode else sys.stdout
+        yield stdout
+        stdout.flush()
+        return
+    target = Path(path)
+    if target.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a folder", path)
+    if target.exists() and not target.is_file():
+        with open(target, mode) as special:
+            yield special
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    binary = "b" in mode
+    partial: IO[Any] = tempfile.NamedTemporaryFile(  # noqa: SIM115 (closed below, renamed or removed)
+        mode,
+        dir=target.parent,
+        prefix=f".{target.name}.",
+        suffix=".partial",
+        delete=False,
+        encoding=None if binary else "utf-8",
+        errors=None if binary else "surrogateescape",
+    )
+    try:
+        with partial:
+            yield partial
+        os.replace(partial.name, target)
+    except BaseException:
+        Path(partial.name).unlink(missing_ok=True)
+        raise
 
 
 MAX_REPORTED_FAILURES = 20

@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from firehose.arguments import billing_day
 from firehose.errors import CommandError
 from firehose.lake import (
     DEFAULT_LAKE,
@@ -59,10 +60,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
-    try:
-        day = date.fromisoformat(args.date)
-    except ValueError:
-        raise CommandError(f"--date must be YYYY-MM-DD, got {args.date!r}") from None
+    day = billing_day(args.date)
     try:
         settings = TransformSettings.from_environ(os.environ)
     except SettingsError as error:

@@ -8,6 +8,7 @@ import json
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -100,9 +101,10 @@ def test_bad_lines_are_counted_reported_without_content_and_kept_in_rejects(tmp_
     completed = run_cli(
         "transform", "--input", str(source), "--output", str(tmp_path / "o.csv"), "--rejects", str(rejects)
     )
-    # THEN it succeeds, names the failing lines and problems, never their content
+    # THEN it finishes with status 1 (some lines failed), names the failing lines and problems, never
+    # their content
     stderr = completed.stderr.decode()
-    assert completed.returncode == 0
+    assert completed.returncode == 1
     assert "line 2: data is not JSON" in stderr
     assert "line 3: DisconnectTimestamp not an ISO 8601 timestamp" in stderr
     assert "+12025550199" not in stderr and "yesterday" not in stderr
@@ -125,3 +127,73 @@ def test_missing_input_is_a_clear_error(tmp_path: Path) -> None:
     )
     assert completed.returncode == 2
     assert b"no such file" in completed.stderr
+
+
+# --- hostile and broken inputs: one clear line, status 2, nothing half-written, the input untouched ----
+
+
+def _one_line_error(completed: subprocess.CompletedProcess[bytes]) -> str:
+    stderr = completed.stderr.decode()
+    assert completed.returncode == 2, stderr
+    assert stderr.startswith("ctr-billing: ") and stderr.count("\n") == 1, stderr
+    assert "Traceback" not in stderr
+    return stderr
+
+
+@pytest.mark.parametrize("option", ["--output", "--rejects"])
+def test_writing_over_the_input_is_refused(tmp_path: Path, option: str) -> None:
+    # GIVEN a CTR file  WHEN an output names the same file (through another spelling of its path)
+    source = tmp_path / "ctrs.jsonl"
+    source.write_bytes(EXAMPLES.read_bytes())
+    other = {"--output": str(tmp_path / "o.csv"), "--rejects": str(tmp_path / "r.jsonl")}
+    other[option] = str(tmp_path / "." / "ctrs.jsonl")
+    completed = run_cli(
+        "transform", "--input", str(source), *[part for item in other.items() for part in item]
+    )
+    # THEN refused, and the input is as it was
+    assert "is the --input file" in _one_line_error(completed)
+    assert source.read_bytes() == EXAMPLES.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda data: gzip.compress(data)[:-40], "not a complete gzip file"),
+        (lambda data: data, "not a complete gzip file"),  # plain text named .gz
+    ],
+)
+def test_a_broken_gzip_input_leaves_an_earlier_output_untouched(
+    tmp_path: Path, damage: Callable[[bytes], bytes], message: str
+) -> None:
+    # GIVEN an output from an earlier run and a damaged .gz input
+    output = tmp_path / "billing.csv"
+    output.write_bytes(b"earlier,run\n")
+    source = tmp_path / "ctrs.jsonl.gz"
+    source.write_bytes(damage(EXAMPLES.read_bytes()))
+    # WHEN transformed
+    completed = run_cli("transform", "--input", str(source), "--output", str(output))
+    # THEN one line says what is wrong; the earlier output is intact and no partial file is left
+    assert message in _one_line_error(completed)
+    assert output.read_bytes() == b"earlier,run\n"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["billing.csv", "ctrs.jsonl.gz"]
+
+
+def test_an_output_that_is_a_folder_is_a_clear_error(tmp_path: Path) -> None:
+    completed = run_cli("transform", "--input", str(EXAMPLES), "--output", str(tmp_path))
+    assert "is a folder" in _one_line_error(completed)
+
+
+def test_a_full_disk_is_a_clear_error() -> None:
+    completed = run_cli("transform", "--input", str(EXAMPLES), "--output", "/dev/full")
+    assert "No space left on device" in _one_line_error(completed)
+
+
+def test_a_byte_order_mark_before_the_first_line_is_accepted(tmp_path: Path) -> None:
+    # GIVEN a CTR file saved with a UTF-8 byte-order mark
+    source = tmp_path / "bom.jsonl"
+    source.write_bytes(b"\xef\xbb\xbf" + EXAMPLES.read_bytes())
+    # WHEN transformed  THEN every line is handled as without the mark
+    with_bom = run_cli("transform", "--input", str(source), "--output", str(tmp_path / "a.csv"))
+    without = run_cli("transform", "--input", str(EXAMPLES), "--output", str(tmp_path / "b.csv"))
+    assert with_bom.returncode == without.returncode == 0, with_bom.stderr.decode()
+    assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
