@@ -233,6 +233,17 @@ def test_a_plain_2019_inbound_call_is_billed_to_its_disconnect() -> None:
     assert result.outcomes == {Outcome.BILLABLE: 1}
 
 
+def test_a_real_call_without_a_channel_key_is_not_billable() -> None:
+    # No published CTR without ``Channel`` could be found (the key predates the public samples; see the
+    # README). GIVEN the real 2019 call with the key removed, as a record from before the key existed
+    (record,) = _load(INBOUND_2019)
+    del record["Channel"]
+    # WHEN transformed  THEN dropped: a channel that is not known to be billable is never billed
+    result = _transform([record], _settings())
+    assert [answer["result"] for answer in result.records] == ["Dropped"]
+    assert result.not_billable == {NotBillableReason.CHANNEL.value: 1}
+
+
 def test_an_ivr_only_contact_that_never_reached_a_provider_is_dropped() -> None:
     # GIVEN a real voice contact that only went through an IVR survey: Agent null, no queue
     (record,) = _load(IVR_SURVEY)
