@@ -111,18 +111,25 @@ def build_lambda_zip(output_dir: Path, template_path: Path = TEMPLATE_PATH) -> P
     output_dir.mkdir(parents=True, exist_ok=True)
     dependencies = _installed_dependencies(runtime_requirements(), platform, output_dir / ".lambda-deps")
     zip_path = output_dir / LAMBDA_ZIP_NAME
-    partial = zip_path.with_suffix(".zip.partial")
+    # A name of this build's own: two builds into one folder (parallel test workers) must not share it.
+    handle, partial_name = tempfile.mkstemp(prefix=f".{LAMBDA_ZIP_NAME}.", suffix=".partial", dir=output_dir)
+    os.close(handle)
+    partial = Path(partial_name)
     entries = sorted(
         [*_dependency_entries(dependencies), *_source_entries()],
         key=lambda entry: entry[0],
     )
-    with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for name, path in entries:
-            info = zipfile.ZipInfo(name, date_time=_ZIP_EPOCH)
-            info.external_attr = 0o644 << 16
-            info.compress_type = zipfile.ZIP_DEFLATED
-            archive.writestr(info, path.read_bytes())
-    partial.replace(zip_path)
+    try:
+        with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            for name, path in entries:
+                info = zipfile.ZipInfo(name, date_time=_ZIP_EPOCH)
+                info.external_attr = 0o644 << 16
+                info.compress_type = zipfile.ZIP_DEFLATED
+                archive.writestr(info, path.read_bytes())
+        partial.replace(zip_path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     return zip_path
 
 
@@ -162,6 +169,8 @@ def _installed_dependencies(requirements: Sequence[str], platform: LambdaPlatfor
                 f"python{platform.python_version}: " + " | ".join(detail)
             )
         (staging / ".complete").write_text(" ".join(requirements) + "\n", encoding="utf-8")
+        if (target / ".complete").is_file():
+            return target  # a parallel build finished first; its copy may be in use, so it stays
         if target.exists():
             shutil.rmtree(target)
         staging.rename(target)

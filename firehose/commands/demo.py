@@ -11,6 +11,7 @@ into DIR/raw, DIR/vendor, DIR/lake (keys kept as paths) and writes DIR/summary.j
 from __future__ import annotations
 
 import argparse
+import csv
 import gzip
 import json
 import resource
@@ -30,6 +31,7 @@ from firehose.embedded import DeployedStack, EmbeddedAws, StackDeployError, depl
 from firehose.errors import CommandError
 from firehose.runtime import FirehoseRuntime, RuntimeFailure, default_options
 from firehose.simulator import ConnectSimulator, Provider, billing_settings
+from transform.columns import DEFAULT_CSV_COLUMNS
 
 DEFAULT_CONTACTS = 5_000
 DEFAULT_SEED = 7
@@ -281,6 +283,43 @@ def count_parquet_rows(folder: Path) -> int:
     return sum(pq.ParquetFile(path).metadata.num_rows for path in sorted(folder.rglob("*.parquet")))
 
 
+def sum_parquet_column(folder: Path, column: str) -> int:
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    total = 0
+    for path in sorted(folder.rglob("*.parquet")):
+        total += pc.sum(pq.read_table(path, columns=[column])[column]).as_py() or 0
+    return total
+
+
+@dataclass(frozen=True)
+class VendorFigures:
+    """Sums over the streamed vendor CSV rows; None when CSV_COLUMNS leaves the column out."""
+
+    seconds: int | None
+    outbound_rows: int | None
+
+
+def vendor_figures(folder: Path, csv_columns: str) -> VendorFigures:
+    columns = [name.strip() for name in csv_columns.split(",")]
+    duration = columns.index("duration_seconds") if "duration_seconds" in columns else None
+    call_type = columns.index("call_type") if "call_type" in columns else None
+    seconds = outbound = 0
+    for path in sorted(folder.glob("**/*")):
+        if not path.is_file():
+            continue
+        with path.open(newline="", encoding="utf-8") as source:
+            for row in csv.reader(source):
+                if duration is not None:
+                    seconds += int(row[duration])
+                if call_type is not None:
+                    outbound += row[call_type] == "OUTBOUND"
+    return VendorFigures(
+        seconds if duration is not None else None, outbound if call_type is not None else None
+    )
+
+
 def data_prefix(pipeline: LocalPipeline, logical_id: str) -> str:
     """The folders of a delivery stream's data prefix before its first expression (e.g. ``billing/``)."""
     description = pipeline.aws.client("firehose").describe_delivery_stream(
@@ -390,11 +429,16 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-# (label, what was delivered, what was expected): the counts a demo checks, as summary.json keys.
+# (label, what was delivered, what was expected): the counts a demo checks, as summary.json keys. The
+# seconds and OUTBOUND rows check the billing rules themselves (provider time, call type) against what the
+# simulator generated; they are judged only when the vendor CSV has those columns.
 CHECKED_COUNTS = (
     ("raw records archived", "raw_records", "records_put"),
     ("vendor CSV rows", "vendor_rows", "billable_expected"),
+    ("vendor billed seconds", "vendor_seconds", "vendor_seconds_expected"),
+    ("vendor OUTBOUND rows", "vendor_outbound_rows", "vendor_outbound_expected"),
     ("lake Parquet rows", "lake_rows", "lake_rows_expected"),
+    ("lake billed seconds", "lake_seconds", "lake_seconds_expected"),
 )
 
 
@@ -405,11 +449,16 @@ def mismatches(summary: Mapping[str, Any], *, chaos: bool) -> list[str]:
     and the daily export fold them), so only the vendor's exactness and nothing lost are required there.
     """
     problems = [
-        f"{label} {summary[actual]} != {summary[wanted]}"
+        f"{label} {summary.get(actual)} != {summary[wanted]}"
         for label, actual, wanted in CHECKED_COUNTS
         if summary.get(wanted) is not None
         and summary.get(actual) != summary[wanted]
-        and not (chaos and actual == "lake_rows" and summary[actual] > summary[wanted])
+        and not (
+            chaos
+            and actual.startswith("lake_")
+            and summary.get(actual) is not None
+            and summary[actual] > summary[wanted]
+        )
     ]
     problems += [
         f"{counter.replace('_', ' ')} {summary[counter]}"
@@ -460,12 +509,21 @@ def _run_pipeline(
     raw_prefix = data_prefix(pipeline, "RawDeliveryStream")
     vendor_prefix = data_prefix(pipeline, "VendorDeliveryStream")
     lake_prefix = data_prefix(pipeline, "LakeDeliveryStream")
+    vendor_sums = vendor_figures(
+        out / "vendor" / vendor_prefix, vendor_environment.get("CSV_COLUMNS") or ",".join(DEFAULT_CSV_COLUMNS)
+    )
     summary: dict[str, Any] = {
         "records_put": records_put,
         "billable_expected": None,
+        "vendor_seconds_expected": None,
+        "vendor_outbound_expected": None,
         "lake_rows_expected": None,
+        "lake_seconds_expected": None,
         "vendor_rows": count_lines(out / "vendor" / vendor_prefix, "**/*", gzipped=False),
+        "vendor_seconds": vendor_sums.seconds,
+        "vendor_outbound_rows": vendor_sums.outbound_rows,
         "lake_rows": count_parquet_rows(out / "lake" / lake_prefix),
+        "lake_seconds": sum_parquet_column(out / "lake" / lake_prefix, "duration_seconds"),
         "raw_records": count_lines(out / "raw" / raw_prefix, "**/*.gz", gzipped=True),
         "processing_failed": vendor.get("processing-failed", 0),
         "dropped": vendor.get("dropped", 0),
@@ -482,7 +540,16 @@ def _run_pipeline(
         ledger = bool(vendor_environment.get("LEDGER_TABLE"))
         # With the billing ledger the vendor gets one row per billable contact; without, one per version.
         summary["billable_expected"] = truth.billable_contacts if ledger else truth.billable_records
+        if vendor_sums.seconds is not None:
+            summary["vendor_seconds_expected"] = (
+                truth.billable_seconds if ledger else truth.billable_record_seconds
+            )
+        if vendor_sums.outbound_rows is not None:
+            summary["vendor_outbound_expected"] = (
+                truth.outbound_contacts if ledger else truth.outbound_records
+            )
         summary["lake_rows_expected"] = truth.billable_records
+        summary["lake_seconds_expected"] = truth.billable_record_seconds
         summary["simulation"] = {"seed": args.seed, "contacts": args.contacts, **truth.as_dict()}
         if args.chaos is not None:
             summary.update(chaos_run.chaos_summary(pipeline.runtime, tap, out / "vendor" / vendor_prefix))
@@ -492,7 +559,11 @@ def _run_pipeline(
 def _print_summary(summary: dict[str, Any], out: Path) -> None:
     rows = [
         ("records put", summary["records_put"], ""),
-        *((label, summary[actual], summary[wanted]) for label, actual, wanted in CHECKED_COUNTS),
+        *(
+            (label, summary.get(actual), summary.get(wanted))
+            for label, actual, wanted in CHECKED_COUNTS
+            if summary.get(actual) is not None
+        ),
         ("vendor processing-failed", summary["processing_failed"], ""),
         ("vendor dropped (not billable / duplicates / not CTRs)", summary["dropped"], ""),
     ]
@@ -502,6 +573,7 @@ def _print_summary(summary: dict[str, Any], out: Path) -> None:
         shown = "" if expected in ("", None) else str(expected)
         mark = "" if shown == "" else ("  ok" if str(actual) == shown else "  MISMATCH")
         lines.append(f"{label:{width}}  {actual!s:>9}  {shown:>9}{mark}")
+    lines += _kinds_table((summary.get("simulation") or {}).get("kinds") or {})
     lines.append(
         f"{summary['records_put']} records in {summary['seconds']} s "
         f"({summary['records_per_second']} records/s end to end; {summary['total_seconds']} s with start-up)"
@@ -521,3 +593,22 @@ def _print_summary(summary: dict[str, Any], out: Path) -> None:
         f"summary:                         {out / 'summary.json'}",
     ]
     print("\n".join(lines))
+
+
+def _kinds_table(kinds: Mapping[str, Mapping[str, int]]) -> list[str]:
+    """The simulated contacts by kind: how many, how many billable, and for those the provider minutes
+    billed beside the minutes the contacts were open (an external transfer stays open after the provider
+    has gone)."""
+    if not kinds:
+        return []
+    width = max(len("contacts by kind"), *(len(kind) for kind in kinds))
+    lines = [
+        "",
+        f"{'contacts by kind':{width}}  {'contacts':>8}  {'billable':>8}  {'billed min':>10}  {'open min':>8}",
+    ]
+    for kind, figures in kinds.items():
+        lines.append(
+            f"{kind:{width}}  {figures['contacts']:>8}  {figures['billable']:>8}  "
+            f"{figures['billable_seconds'] / 60:>10.0f}  {figures['contact_seconds_of_billable'] / 60:>8.0f}"
+        )
+    return [*lines, ""]

@@ -33,6 +33,10 @@ def test_demo_on_simulated_traffic_delivers_what_the_simulator_predicts(tmp_path
     assert summary["raw_records"] == summary["records_put"]
     assert summary["vendor_rows"] == summary["billable_expected"] > 0
     assert summary["lake_rows"] == summary["lake_rows_expected"] == summary["simulation"]["billable_records"]
+    # and the rules, not only the counts: the provider time billed and the calls billed as outbound
+    assert summary["vendor_seconds"] == summary["vendor_seconds_expected"] > 0
+    assert summary["vendor_outbound_rows"] == summary["vendor_outbound_expected"] > 0
+    assert summary["lake_seconds"] == summary["lake_seconds_expected"] > 0
     assert summary["processing_failed"] == 0
     assert summary["records_per_second"] > 0
     # and the memory of the pipeline, its Lambda workers and the embedded AWS (a process of its own)
@@ -60,6 +64,15 @@ def test_demo_on_simulated_traffic_delivers_what_the_simulator_predicts(tmp_path
     )
     assert lake_rows == summary["lake_rows"]
     assert "MISMATCH" not in result.stdout and "vendor CSV rows" in result.stdout
+    # and the kinds of contact each rule is about are generated, billed or not as the rules say, and shown
+    kinds = summary["simulation"]["kinds"]
+    new_kinds = ("external_transfer", "conference", "api_chat", "in_app_call", "api_outbound")
+    assert all(kinds[kind]["contacts"] > 0 for kind in new_kinds)
+    assert kinds["api_chat"]["billable"] == 0
+    external = kinds["external_transfer"]
+    assert external["billable"] == external["contacts"]
+    assert external["billable_seconds"] < external["contact_seconds_of_billable"]
+    assert all(re.search(rf"^{kind} +{kinds[kind]['contacts']} ", result.stdout, re.M) for kind in new_kinds)
 
     # and no phone number reached the transform logs or the output's object keys
     for log in (out / "logs").glob("*.log"):

@@ -30,7 +30,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from firehose.lake import named_queries
-from firehose.simulator import ConnectSimulator, Kind, SimulatedRecord, billing_settings
+from firehose.simulator import ConnectSimulator, Contact, Kind, SimulatedRecord, billing_settings
 from firehose.template import lambda_environment, load_template
 from tests.e2e.demo_runner import ROOT, run_demo
 
@@ -39,10 +39,16 @@ pytestmark = pytest.mark.e2e
 CONTACTS = 1000  # enough simulated traffic (from 13:00 UTC) to run past midnight into a second UTC day
 SEED = 11
 FIRST_DAY = "2026-11-02"
-# DESIGN.md §3: these initiation methods bill as OUTBOUND, anything else as INBOUND.
-OUTBOUND_METHODS = frozenset({"OUTBOUND", "CALLBACK", "API", "EXTERNAL_OUTBOUND", "CAMPAIGN_PREVIEW"})
+# DESIGN.md §3: these initiation methods bill as OUTBOUND, and API on VOICE; anything else as INBOUND.
+OUTBOUND_METHODS = frozenset({"OUTBOUND", "CALLBACK", "EXTERNAL_OUTBOUND", "CAMPAIGN_PREVIEW"})
 TIMESTAMP_COLUMNS = frozenset(
-    {"initiation_timestamp", "connected_to_agent_timestamp", "disconnect_timestamp", "last_update_timestamp"}
+    {
+        "initiation_timestamp",
+        "connected_to_agent_timestamp",
+        "disconnect_timestamp",
+        "last_update_timestamp",
+        "provider_left_timestamp",
+    }
 )
 
 
@@ -57,14 +63,16 @@ class RecordingSimulator(ConnectSimulator):
         super().__init__(contacts, **options)
         self.kinds: dict[str, Kind] = {}
         self.billable: dict[str, bool] = {}
+        self.provider_seconds: dict[str, int] = {}
 
-    def _publish(self, rng: random.Random, kind: Kind, ctr: dict[str, Any]) -> Iterator[SimulatedRecord]:
-        self.kinds[ctr["ContactId"]] = kind
-        return super()._publish(rng, kind, ctr)
+    def _publish(self, rng: random.Random, contact: Contact) -> Iterator[SimulatedRecord]:
+        self.kinds[contact.contact_id] = contact.kind
+        self.provider_seconds[contact.contact_id] = contact.provider_seconds
+        return super()._publish(rng, contact)
 
-    def _billable(self, ctr: dict[str, Any]) -> bool:
-        billable = super()._billable(ctr)
-        self.billable[ctr["ContactId"]] = billable
+    def _billable(self, contact: Contact) -> bool:
+        billable = super()._billable(contact)
+        self.billable[contact.contact_id] = billable
         return billable
 
 
@@ -94,11 +102,17 @@ def billing_row(ctr: Mapping[str, Any], directory: Mapping[str, str], attribute:
     initiated = parse_time(ctr["InitiationTimestamp"])
     connected = parse_time(agent["ConnectedToAgentTimestamp"])
     disconnected = parse_time(ctr["DisconnectTimestamp"])
+    # The provider left at the after-contact work's start, else at a completed transfer, never after the
+    # disconnect.
+    left_at = agent.get("AfterContactWorkStartTimestamp") or ctr.get("TransferCompletedTimestamp")
+    left = disconnected if left_at is None else min(parse_time(left_at), disconnected)
+    method = ctr["InitiationMethod"]
+    outbound = method in OUTBOUND_METHODS or (method == "API" and ctr["Channel"] == "VOICE")
     endpoint = ctr.get("CustomerEndpoint") or {}
     return {
-        "call_type": "OUTBOUND" if ctr["InitiationMethod"] in OUTBOUND_METHODS else "INBOUND",
+        "call_type": "OUTBOUND" if outbound else "INBOUND",
         "initiation_timestamp": initiated,
-        "duration_seconds": (disconnected - connected) // timedelta(seconds=1),
+        "duration_seconds": (left - connected) // timedelta(seconds=1),
         "patient_phone": endpoint.get("Address", "") if endpoint.get("Type") == "TELEPHONE_NUMBER" else "",
         "provider_extension": (ctr.get("Attributes") or {}).get(attribute) or directory.get(agent_id, ""),
         "hold_seconds": int(agent.get("CustomerHoldDuration") or 0),
@@ -115,6 +129,9 @@ def billing_row(ctr: Mapping[str, Any], directory: Mapping[str, str], attribute:
         "queue_name": (ctr.get("Queue") or {}).get("Name") or "",
         "number_of_holds": int(agent.get("NumberOfHolds") or 0),
         "disconnect_reason": ctr.get("DisconnectReason") or "",
+        "provider_left_timestamp": left,
+        "contact_duration_seconds": (disconnected - initiated) // timedelta(seconds=1),
+        "next_contact_id": ctr.get("NextContactId") or "",
         "year": f"{initiated:%Y}",
         "month": f"{initiated:%m}",
         "day": f"{initiated:%d}",
@@ -179,6 +196,10 @@ def compute_truth(records_put: int) -> Truth:
             max(published, key=lambda ctr: parse_time(ctr["LastUpdateTimestamp"])), directory, attribute
         )
         for contact_id, published in versions.items()
+    }
+    # the provider time read from the CTRs as DESIGN.md §3 says is the time the simulator generated
+    assert {cid: row["duration_seconds"] for cid, row in latest.items()} == {
+        cid: simulator.provider_seconds[cid] for cid in latest
     }
     return Truth(simulator.kinds, dict(versions), latest, directory, environment)
 
@@ -449,3 +470,27 @@ def test_queue_routed_calls_carry_the_extension_of_the_provider_who_took_them(de
         assert rows[truth.vendor_cells(row)] == 1, (
             f"no vendor row with its provider's extension: {contact_id}"
         )
+
+
+def test_each_kind_of_contact_is_billed_as_the_rules_say(demo: Demo) -> None:
+    # GIVEN the demo's latest lake rows, by how the simulator generated each contact
+    rows = {row["contact_id"]: row for row in query_json(demo.lake, "SELECT * FROM latest_billing_rows")}
+    truth = demo.truth
+    by_kind: dict[Kind, list[dict[str, Any]]] = defaultdict(list)
+    for contact_id, row in rows.items():
+        by_kind[truth.kinds[contact_id]].append(row)
+    # THEN every kind that reaches a provider on voice is billed, chats (not a billable channel) are not
+    assert set(by_kind) == set(Kind) - {Kind.VOICEMAIL, Kind.ABANDONED, Kind.API_CHAT, Kind.MONITOR}
+    assert Kind.API_CHAT in set(truth.kinds.values())
+    # and a cold transfer to an outside number ends provider time at the transfer, not the disconnect
+    for row in by_kind[Kind.EXTERNAL_TRANSFER]:
+        assert row["provider_left_timestamp"] < row["disconnect_timestamp"]
+        assert row["duration_seconds"] < row["contact_duration_seconds"]
+    # while a provider who stayed in a conference is billed to the disconnect
+    for row in by_kind[Kind.CONFERENCE]:
+        assert row["provider_left_timestamp"] == row["disconnect_timestamp"]
+    # and API voice calls are outbound, in-app (WEBRTC_API) calls inbound
+    assert {row["call_type"] for row in by_kind[Kind.API_OUTBOUND]} == {"OUTBOUND"}
+    assert {row["call_type"] for row in by_kind[Kind.IN_APP_CALL]} == {"INBOUND"}
+    # and the first leg of a transfer inside Connect names the next leg
+    assert any(row["next_contact_id"] in rows for row in by_kind[Kind.TRANSFER])

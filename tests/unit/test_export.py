@@ -17,6 +17,7 @@ from tests.lake_samples import (
     FORMULA_EXTENSION,
     NEW_YORK,
     LakeSample,
+    call_type,
     duration,
     extension,
     local_day,
@@ -61,7 +62,7 @@ def expected_rows(sample: LakeSample, day: date) -> list[list[str]]:
         ext = extension(ctr)
         rows.append(
             [
-                "OUTBOUND" if ctr["InitiationMethod"] in {"OUTBOUND", "CALLBACK"} else "INBOUND",
+                call_type(ctr),
                 parse_ts(ctr["InitiationTimestamp"]).astimezone(NEW_YORK).isoformat(),
                 str(duration(ctr)),
                 ctr["CustomerEndpoint"]["Address"],
@@ -200,7 +201,8 @@ def test_engine_values_are_typed_by_the_registry() -> None:
     assert row_value("initiation_timestamp", "2026-11-02 14:13:58.000") == datetime(
         2026, 11, 2, 14, 13, 58, tzinfo=UTC
     )
-    assert row_value("initiation_timestamp", datetime(2026, 11, 2, 14, 13, 58)).tzinfo is UTC
+    naive = row_value("initiation_timestamp", datetime(2026, 11, 2, 14, 13, 58))
+    assert isinstance(naive, datetime) and naive.tzinfo is UTC
     assert row_value("duration_seconds", "1011") == 1011
     assert row_value("hold_seconds", None) is None
     assert row_value("provider_extension", "") == ""

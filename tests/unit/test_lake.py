@@ -4,11 +4,12 @@ realistic CTRs whose answers are computed independently from the CTRs themselves
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -17,11 +18,16 @@ from tests.lake_samples import (
     FORMULA_EXTENSION,
     LakeSample,
     call_type,
+    contact_duration,
     duration,
     extension,
     parse_ts,
+    provider_left,
+    write_lake,
 )
 from transform.columns import COLUMN_NAMES, COLUMNS, LAKE_TABLE, PARTITION_KEYS, arrow_schema
+from transform.settings import TransformSettings
+from transform.settlement import settle
 
 
 def minutes(seconds: int) -> Decimal:
@@ -96,6 +102,45 @@ def test_latest_view_keeps_one_row_per_contact_with_its_latest_values(
     assert list(lake.query("SELECT * FROM latest_billing_rows").columns) == [*COLUMN_NAMES, *PARTITION_KEYS]
 
 
+def naive_utc(moment: datetime) -> datetime:
+    """A lake timestamp as DuckDB returns it: UTC without a zone (Glue ``timestamp``)."""
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def test_rows_end_provider_time_when_the_provider_left_and_carry_the_whole_contact(
+    sample: LakeSample, lake: LocalLake
+) -> None:
+    # GIVEN a sample with contacts whose provider left before the disconnect (cold transfers to an outside
+    # number), after-contact work recorded after the disconnect, and the first leg of a transfer
+    left_early = [c for c in sample.deliveries if provider_left(c) < parse_ts(c["DisconnectTimestamp"])]
+    late_work = [
+        c
+        for c in sample.deliveries
+        if (c["Agent"].get("AfterContactWorkStartTimestamp") or "") > c["DisconnectTimestamp"]
+    ]
+    without_work = [c for c in sample.deliveries if not c["Agent"].get("AfterContactWorkStartTimestamp")]
+    assert left_early and late_work and without_work
+    assert any(c.get("NextContactId") for c in sample.deliveries)
+    # WHEN every row is read back
+    rows = {
+        (row["contact_id"], row["last_update_timestamp"]): row
+        for row in lake.query("SELECT * FROM billing_rows").records()
+    }
+    # THEN each holds when the provider left, provider time up to then, the whole contact's length, the
+    # next leg, and the call type of DESIGN.md §3
+    for ctr in sample.deliveries:
+        row = rows[(ctr["ContactId"], naive_utc(parse_ts(ctr["LastUpdateTimestamp"])))]
+        assert row["provider_left_timestamp"] == naive_utc(provider_left(ctr))
+        assert row["duration_seconds"] == duration(ctr)
+        assert row["contact_duration_seconds"] == contact_duration(ctr)
+        assert row["next_contact_id"] == (ctr.get("NextContactId") or "")
+        assert row["call_type"] == call_type(ctr)
+    # and an external transfer bills less than the contact was open
+    assert all(duration(c) < contact_duration(c) - 60 for c in left_early)
+    assert {call_type(c) for c in sample.deliveries if c["InitiationMethod"] == "API"} == {"OUTBOUND"}
+    assert {call_type(c) for c in sample.deliveries if c["InitiationMethod"] == "WEBRTC_API"} == {"INBOUND"}
+
+
 # --- named queries against independently computed truth --------------------------------------------
 
 
@@ -142,7 +187,7 @@ def test_republished_contacts_lists_versions_and_what_changed(sample: LakeSample
     for ctr in sample.deliveries:
         versions[ctr["ContactId"]][ctr["LastUpdateTimestamp"]] = ctr
     republished = {contact: copies for contact, copies in versions.items() if len(copies) > 1}
-    assert len(republished) == 4
+    assert len(republished) == 5
     # WHEN the named query runs
     rows = {row["contact_id"]: row for row in run_named(lake, "republished_contacts")}
     # THEN exactly those contacts, with their version count and the changed billing fields
@@ -238,3 +283,133 @@ def test_a_parquet_object_with_another_schema_is_reported_without_row_values(tmp
     with pytest.raises(LakeError, match="cannot read the lake") as error:
         LocalLake(tmp_path / "lake")
     assert "+12025550143" not in str(error.value)
+
+
+# --- a lake written partly before the registry gained its last three columns -----------------------
+
+# The columns the second version of the billing rules added (DESIGN.md §3), at the end of the registry.
+ADDED_COLUMNS = ("provider_left_timestamp", "contact_duration_seconds", "next_contact_id")
+
+
+def version_one_schema() -> pa.Schema:
+    """The lake's Parquet schema before the change: 19 columns, without the added ones."""
+    schema = arrow_schema()
+    for name in ADDED_COLUMNS:
+        schema = schema.remove(schema.get_field_index(name))
+    return schema
+
+
+@pytest.fixture(scope="module")
+def mixed(sample: LakeSample, tmp_path_factory: pytest.TempPathFactory) -> LakeSample:
+    """The sample's deliveries, the first 30 written with the old schema and the rest with the new.
+
+    The rest includes later versions of contacts first delivered before the change, and an identical
+    redelivery of one of them."""
+    root = tmp_path_factory.mktemp("mixed") / "lake"
+    write_lake(root, sample.deliveries[:30], schema=version_one_schema())
+    write_lake(root, sample.deliveries[30:], first_batch=100)
+    return LakeSample(root, sample.deliveries)
+
+
+def test_the_old_schema_is_the_registry_without_the_added_columns() -> None:
+    # The fixture's old files must be what the lake delivery stream wrote before the change.
+    assert len(version_one_schema()) == 19
+    assert [*version_one_schema().names, *ADDED_COLUMNS] == list(COLUMN_NAMES)
+
+
+def test_a_lake_of_old_and_new_parquet_reads_with_nulls_in_the_old_rows(mixed: LakeSample) -> None:
+    # GIVEN a lake holding Parquet objects of both schemas
+    schemas = {len(pq.read_schema(path)) for path in parquet_files(mixed.root)}
+    assert schemas == {19, 22}
+    old_versions = {
+        (c["ContactId"], naive_utc(parse_ts(c["LastUpdateTimestamp"]))) for c in mixed.deliveries[:30]
+    }
+    # WHEN it is opened and read
+    with LocalLake(mixed.root) as lake:
+        described = [row[0] for row in lake.query(f"DESCRIBE {LAKE_TABLE}").rows]
+        rows = lake.query("SELECT * FROM billing_rows").records()
+    # THEN every delivered copy is a row, under the registry's columns
+    assert described == [*COLUMN_NAMES, *PARTITION_KEYS]
+    assert len(rows) == len(mixed.deliveries)
+    # and the added columns are null in the rows written before, filled in the rows written after
+    assert sum(1 for row in rows if row["contact_duration_seconds"] is None) == 30
+    for row in rows:
+        if row["contact_duration_seconds"] is None:
+            assert (row["contact_id"], row["last_update_timestamp"]) in old_versions
+            assert (row["provider_left_timestamp"], row["next_contact_id"]) == (None, None)
+        else:
+            assert row["provider_left_timestamp"] is not None and row["next_contact_id"] is not None
+    # and the columns both schemas hold read the same in either kind of file
+    for ctr in mixed.deliveries:
+        row = next(
+            r
+            for r in rows
+            if (r["contact_id"], r["last_update_timestamp"])
+            == (ctr["ContactId"], naive_utc(parse_ts(ctr["LastUpdateTimestamp"])))
+        )
+        assert (row["duration_seconds"], row["provider_extension"]) == (duration(ctr), extension(ctr))
+
+
+def test_the_latest_view_over_a_mixed_lake_takes_each_contact_s_latest_version(mixed: LakeSample) -> None:
+    # GIVEN the latest version of each contact, and which of them were delivered only before the change
+    latest = {ctr["ContactId"]: ctr for ctr in mixed.latest_ctrs()}
+    after = {(c["ContactId"], c["LastUpdateTimestamp"]) for c in mixed.deliveries[30:]}
+    old_only = {cid for cid, ctr in latest.items() if (cid, ctr["LastUpdateTimestamp"]) not in after}
+    republished_across = {c["ContactId"] for c in mixed.deliveries[30:]} & {
+        c["ContactId"] for c in mixed.deliveries[:30]
+    }
+    assert old_only and republished_across
+    # WHEN the view is created and read
+    with LocalLake(mixed.root) as lake:
+        lake.query(named_queries()["latest_billing_rows"])
+        rows = {row["contact_id"]: row for row in lake.query("SELECT * FROM latest_billing_rows").records()}
+    # THEN one row per contact with its latest values; a contact republished after the change has the
+    # added columns of its new version, one delivered only before has them null
+    assert set(rows) == set(latest)
+    for contact_id, ctr in latest.items():
+        row = rows[contact_id]
+        assert row["last_update_timestamp"] == naive_utc(parse_ts(ctr["LastUpdateTimestamp"]))
+        assert row["duration_seconds"] == duration(ctr)
+        assert row["provider_extension"] == extension(ctr)
+        if contact_id in old_only:
+            assert (row["provider_left_timestamp"], row["contact_duration_seconds"]) == (None, None)
+        else:
+            assert row["provider_left_timestamp"] == naive_utc(provider_left(ctr))
+            assert row["contact_duration_seconds"] == contact_duration(ctr)
+    assert all(rows[cid]["contact_duration_seconds"] is not None for cid in republished_across)
+
+
+@pytest.mark.parametrize("day", [date(2026, 11, 1), date(2026, 11, 2), date(2026, 11, 3)])
+def test_the_settlement_of_a_mixed_lake_leaves_only_the_added_cells_of_old_rows_empty(
+    sample: LakeSample, mixed: LakeSample, day: date
+) -> None:
+    # GIVEN every registry column settled in UTC, and the contacts whose latest version is an old row
+    settings = TransformSettings.from_environ({"CSV_COLUMNS": ",".join(COLUMN_NAMES)})
+    after = {(c["ContactId"], c["LastUpdateTimestamp"]) for c in mixed.deliveries[30:]}
+    old_only = {
+        c["ContactId"] for c in mixed.latest_ctrs() if (c["ContactId"], c["LastUpdateTimestamp"]) not in after
+    }
+    now = datetime(2026, 11, 4, 5, 10, tzinfo=UTC)
+    # WHEN the day is settled from the mixed lake and from the same deliveries written with the new schema
+    with LocalLake(mixed.root) as lake:
+        settled = settle(lake, day, settings, now)
+    with LocalLake(sample.root) as lake:
+        rewritten = settle(lake, day, settings, now)
+    # THEN the same contacts in the same order, every cell equal but the added columns of old rows,
+    # which are empty
+    mixed_lines = [line.split(",") for line in settled.csv.decode().splitlines()]
+    new_lines = [line.split(",") for line in rewritten.csv.decode().splitlines()]
+    assert mixed_lines[0] == new_lines[0] == list(COLUMN_NAMES)
+    assert settled.rows == rewritten.rows == len(mixed_lines) - 1 > 0
+    added = [COLUMN_NAMES.index(name) for name in ADDED_COLUMNS]
+    contact = COLUMN_NAMES.index("contact_id")
+    empty_rows = 0
+    for mixed_line, new_line in zip(mixed_lines[1:], new_lines[1:], strict=True):
+        assert mixed_line[contact] == new_line[contact]
+        expected = list(new_line)
+        if new_line[contact] in old_only:
+            empty_rows += 1
+            for index in added:
+                expected[index] = ""
+        assert mixed_line == expected
+    assert 0 < empty_rows == sum(1 for line in new_lines[1:] if line[contact] in old_only) < settled.rows

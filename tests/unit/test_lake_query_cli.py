@@ -10,7 +10,7 @@ import pytest
 
 from firehose.cli import main
 from firehose.lake import DEFAULT_LAKE
-from tests.lake_samples import FORMULA_EXTENSION, LakeSample, duration, extension
+from tests.lake_samples import FORMULA_EXTENSION, LakeSample, call_type, duration, extension
 
 
 def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -45,9 +45,7 @@ def test_sql_as_a_table(sample: LakeSample, capsys: pytest.CaptureFixture[str]) 
     assert status == 0
     assert lines[0].split() == ["call_type", "|", "calls"]
     assert set(lines[1]) <= {"-", "+"}
-    counts = Counter(
-        "OUTBOUND" if ctr["InitiationMethod"] != "INBOUND" else "INBOUND" for ctr in sample.latest_ctrs()
-    )
+    counts = Counter(call_type(ctr) for ctr in sample.latest_ctrs())
     assert [line.split(" | ") for line in lines[2:4]] == [
         ["INBOUND  ", f"{counts['INBOUND']:>5}"],
         ["OUTBOUND ", f"{counts['OUTBOUND']:>5}"],

@@ -14,7 +14,14 @@ import pytest
 from firehose.lake import LocalLake
 from firehose.runtime import parquet as runtime_parquet
 from firehose.template import load_template, resource_properties
-from tests.lake_samples import duration, extension, parse_ts, sample_deliveries
+from tests.lake_samples import (
+    contact_duration,
+    duration,
+    extension,
+    parse_ts,
+    provider_left,
+    sample_deliveries,
+)
 from transform.columns import arrow_schema
 from transform.rows import json_row, partition_keys
 from transform.rules import BillableContact, classify
@@ -35,7 +42,7 @@ def test_runtime_parquet_has_the_registry_schema_and_duckdb_reads_every_row(tmp_
     converter = runtime_parquet.ParquetConverter(runtime_parquet.glue_arrow_schema(table))
     for (year, month, day), records in batches.items():
         converted = converter.convert(records)
-        assert converted.failures == {}
+        assert converted.failures == {} and converted.parquet is not None
         folder = tmp_path / "lake" / "billing_rows" / f"year={year}" / f"month={month}" / f"day={day}"
         folder.mkdir(parents=True)
         (folder / "ctr-billing-lake-1-2026-11-02-00-00-00-x.parquet").write_bytes(converted.parquet)
@@ -50,6 +57,9 @@ def test_runtime_parquet_has_the_registry_schema_and_duckdb_reads_every_row(tmp_
     for ctr in deliveries:
         row = by_version[(ctr["ContactId"], parse_ts(ctr["LastUpdateTimestamp"]).replace(tzinfo=None))]
         assert row["duration_seconds"] == duration(ctr)
+        assert row["provider_left_timestamp"] == provider_left(ctr).replace(tzinfo=None)
+        assert row["contact_duration_seconds"] == contact_duration(ctr)
+        assert row["next_contact_id"] == (ctr.get("NextContactId") or "")
         assert row["provider_extension"] == extension(ctr)
         assert isinstance(row["initiation_timestamp"], datetime)
         assert row["initiation_timestamp"] == parse_ts(ctr["InitiationTimestamp"]).replace(tzinfo=None)
