@@ -40,7 +40,7 @@ _ENVIRONMENT = {
     "POWERTOOLS_LOG_LEVEL": "INFO",
 }
 
-_OUTBOUND = {"OUTBOUND", "CALLBACK", "API", "EXTERNAL_OUTBOUND", "CAMPAIGN_PREVIEW"}
+_OUTBOUND = {"OUTBOUND", "CALLBACK", "EXTERNAL_OUTBOUND", "CAMPAIGN_PREVIEW"}
 
 
 def naive_handler(event: dict[str, Any], context: object) -> dict[str, Any]:
@@ -72,15 +72,20 @@ def naive_handler(event: dict[str, Any], context: object) -> dict[str, Any]:
             initiated = datetime.fromisoformat(ctr["InitiationTimestamp"])
             connected = datetime.fromisoformat(agent["ConnectedToAgentTimestamp"])
             disconnected = datetime.fromisoformat(ctr["DisconnectTimestamp"])
+            left_at = agent.get("AfterContactWorkStartTimestamp") or ctr.get("TransferCompletedTimestamp")
+            left = min(datetime.fromisoformat(left_at), disconnected) if left_at else disconnected
         except (KeyError, TypeError, ValueError):
             response.add_record(record.build_data_transformation_response("ProcessingFailed", record.data))
             continue
         endpoint = ctr.get("CustomerEndpoint") or {}
         phone = endpoint.get("Address", "") if endpoint.get("Type") == "TELEPHONE_NUMBER" else ""
         row = [
-            "OUTBOUND" if ctr.get("InitiationMethod") in _OUTBOUND else "INBOUND",
+            "OUTBOUND"
+            if ctr.get("InitiationMethod") in _OUTBOUND
+            or (ctr.get("InitiationMethod") == "API" and ctr.get("Channel") == "VOICE")
+            else "INBOUND",
             initiated.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            int((disconnected - connected).total_seconds()),
+            int((left - connected).total_seconds()),
             phone,
             (ctr.get("Attributes") or {}).get("extensionNumber", ""),
             int(agent.get("CustomerHoldDuration") or 0),
