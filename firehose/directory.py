@@ -4,8 +4,10 @@ Rules the voicemail solution does not enforce and we do: an extension is 1-5 dig
 most one agent. ``import`` validates the whole file (and the table's current holders) before writing
 anything and reports every bad line; it then writes 100 entries per DynamoDB transaction, each entry
 conditional on the item being as it was checked, and rolls back the transactions already committed
-when a later one fails. Writes update ``extension``/``username`` only, so an existing voicemail
-deployment's per-agent settings stay.
+when a later one fails. Writes update ``extension``/``username`` (and ``userId``, always the agent id:
+the voicemail solution's nightly sync finds rows by it and would otherwise replace the row without its
+extension), so an existing voicemail deployment's per-agent settings stay and its sync leaves the rows as
+they are. Which side owns which attribute: docs/voicemail.md.
 
 Checks and writes are not one transaction: two administrators assigning the same extension at the
 same instant could both pass the check. The lookup Lambdas answer ``found=false`` for an extension

@@ -2,8 +2,14 @@
 
 The table has the voicemail solution's shape, so an existing voicemail deployment's table works
 unchanged: key ``agentId`` (S), attribute ``extension`` (S), GSI ``AgentExtensionIndex`` on
-``extension``, optional ``username``. Other attributes on an item (the voicemail solution keeps its
-delivery settings there) are left untouched by every write.
+``extension``, optional ``username``. Every write also sets ``userId`` to the agent id, as that
+solution's own writes do (``createAgentCreateParam`` in
+amazon-connect/voicemail-for-amazon-connect source/aws-connect-vm-serverless/src/repo/users-repo.js
+writes ``{...agent, agentId: agent.userId}``): its nightly ConnectSync matches rows on ``userId``
+(``syncConnectAgents`` in .../src/service/connect-agent.service.js) and replaces, without the
+extension, a row that lacks it. Other attributes on an item (the voicemail solution keeps its per-agent
+settings there) are left untouched by every write; ``transcribeVoicemail`` and ``encryptVoicemail``
+are read, for the voicemail hand-off.
 
 The adapter takes a boto3 DynamoDB *client*; boto3 itself is never imported here, so importing this
 module stays cheap for the transform Lambda. Errors carry the operation and AWS error code only.
@@ -15,7 +21,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from lookup.cache import TTLCache
@@ -26,12 +32,24 @@ if TYPE_CHECKING:
 AGENT_ID_ATTRIBUTE = "agentId"
 EXTENSION_ATTRIBUTE = "extension"
 USERNAME_ATTRIBUTE = "username"
+USER_ID_ATTRIBUTE = "userId"
+# Per-agent voicemail settings the voicemail solution's portal writes (BOOL; users-repo.js
+# updateAgentById) and its lookup hands to the flow as "true"/"false" (src/handler/agents.js).
+TRANSCRIBE_ATTRIBUTE = "transcribeVoicemail"
+ENCRYPT_ATTRIBUTE = "encryptVoicemail"
 EXTENSION_INDEX = "AgentExtensionIndex"
 # BatchGetItem reads at most 100 keys per call; TransactWriteItems writes at most 100 items.
 BATCH_GET_LIMIT = 100
 TRANSACTION_LIMIT = 100
 
-_PROJECTION = {"#a": AGENT_ID_ATTRIBUTE, "#e": EXTENSION_ATTRIBUTE, "#u": USERNAME_ATTRIBUTE}
+# What the directory reads of an item; a request carries only the name placeholders its expressions use.
+_PROJECTION = {
+    "#a": AGENT_ID_ATTRIBUTE,
+    "#e": EXTENSION_ATTRIBUTE,
+    "#u": USERNAME_ATTRIBUTE,
+    "#i": USER_ID_ATTRIBUTE,
+}
+_PROJECTION_EXPRESSION = "#a, #e, #u, #i"
 
 
 class DirectoryError(RuntimeError):
@@ -40,9 +58,17 @@ class DirectoryError(RuntimeError):
 
 @dataclass(frozen=True, slots=True)
 class DirectoryEntry:
+    """An agent's directory attributes. The voicemail settings travel along when a read returns them
+    (the extension index projects every attribute) but are not part of an entry's identity: the
+    directory's writes and their conflict checks are about ``extension`` and ``username`` only."""
+
     agent_id: str
     extension: str = ""
     username: str = ""
+    # As read ("" when the item has none), so a rollback can put an item back exactly as it was.
+    user_id: str = field(default="", compare=False)
+    transcribe_voicemail: bool = field(default=False, compare=False)
+    encrypt_voicemail: bool = field(default=False, compare=False)
 
 
 def _text(item: Mapping[str, Any], name: str) -> str:
@@ -54,11 +80,26 @@ def _text(item: Mapping[str, Any], name: str) -> str:
     return text if isinstance(text, str) else ""
 
 
+def _flag(item: Mapping[str, Any], name: str) -> bool:
+    """The voicemail solution writes BOOL; a string "true" (any case) is read as true too. Absent is
+    false, the solution's own default (``Agent`` in src/domain/agent.domain.js)."""
+    value = item.get(name)
+    if not isinstance(value, dict):
+        return False
+    if "BOOL" in value:
+        return value["BOOL"] is True
+    text = value.get("S")
+    return isinstance(text, str) and text.strip().lower() == "true"
+
+
 def entry_from_item(item: Mapping[str, Any]) -> DirectoryEntry:
     return DirectoryEntry(
         agent_id=_text(item, AGENT_ID_ATTRIBUTE),
         extension=_text(item, EXTENSION_ATTRIBUTE),
         username=_text(item, USERNAME_ATTRIBUTE),
+        user_id=_text(item, USER_ID_ATTRIBUTE),
+        transcribe_voicemail=_flag(item, TRANSCRIBE_ATTRIBUTE),
+        encrypt_voicemail=_flag(item, ENCRYPT_ATTRIBUTE),
     )
 
 
@@ -191,7 +232,7 @@ class DirectoryTable:
             response = self.client.get_item(
                 TableName=self.table_name,
                 Key={AGENT_ID_ATTRIBUTE: {"S": agent_id}},
-                ProjectionExpression="#a, #e, #u",
+                ProjectionExpression=_PROJECTION_EXPRESSION,
                 ExpressionAttributeNames=_PROJECTION,
             )
         item = response.get("Item")
@@ -220,7 +261,7 @@ class DirectoryTable:
             request: dict[str, Any] = {
                 self.table_name: {
                     "Keys": [{AGENT_ID_ATTRIBUTE: {"S": agent_id}} for agent_id in chunk],
-                    "ProjectionExpression": "#a, #e, #u",
+                    "ProjectionExpression": _PROJECTION_EXPRESSION,
                     "ExpressionAttributeNames": _PROJECTION,
                 }
             }
@@ -251,7 +292,7 @@ class DirectoryTable:
             paginator = self.client.get_paginator("scan")
             pages = paginator.paginate(
                 TableName=self.table_name,
-                ProjectionExpression="#a, #e, #u",
+                ProjectionExpression=_PROJECTION_EXPRESSION,
                 ExpressionAttributeNames=_PROJECTION,
             )
             for page in pages:
@@ -362,6 +403,7 @@ class DirectoryTable:
                 for name, prior, changed in (
                     ("#e", before.extension, True),
                     ("#u", before.username, bool(change.entry.username)),
+                    ("#i", before.user_id, True),  # every write sets userId
                 ):
                     if changed and prior:
                         assignments.append(f"{name} = :p{name[1]}")
@@ -391,7 +433,7 @@ class DirectoryTable:
             response = self.client.get_item(
                 TableName=self.table_name,
                 Key={AGENT_ID_ATTRIBUTE: {"S": change.entry.agent_id}},
-                ProjectionExpression="#a, #e, #u",
+                ProjectionExpression=_PROJECTION_EXPRESSION,
                 ExpressionAttributeNames=_PROJECTION,
                 ConsistentRead=True,
             )
@@ -419,7 +461,12 @@ class DirectoryTable:
                 if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
                     return False
                 raise
-        remaining = set(response.get("Attributes", {})) - {AGENT_ID_ATTRIBUTE, USERNAME_ATTRIBUTE}
+        # userId and username are what the voicemail's sync would write back for any Connect user.
+        remaining = set(response.get("Attributes", {})) - {
+            AGENT_ID_ATTRIBUTE,
+            USER_ID_ATTRIBUTE,
+            USERNAME_ATTRIBUTE,
+        }
         if not remaining:
             with _aws_call("DeleteItem", self.table_name):
                 try:
@@ -436,9 +483,10 @@ class DirectoryTable:
         return True
 
     def _update(self, agent_id: str, extension: str, username: str | None) -> dict[str, Any]:
-        names = {"#e": EXTENSION_ATTRIBUTE}
-        values: dict[str, Any] = {":e": {"S": extension}}
-        expression = "SET #e = :e"
+        # userId = agentId: the key the voicemail's nightly sync matches rows on (module docstring).
+        names = {"#e": EXTENSION_ATTRIBUTE, "#i": USER_ID_ATTRIBUTE}
+        values: dict[str, Any] = {":e": {"S": extension}, ":i": {"S": agent_id}}
+        expression = "SET #e = :e, #i = :i"
         if username:
             names["#u"] = USERNAME_ATTRIBUTE
             values[":u"] = {"S": username}

@@ -17,23 +17,33 @@ from botocore.config import Config
 
 from lookup.directory import CachedDirectory, DirectoryTable
 from lookup.lookups import agent_with_extension, connect_parameters, extension_of_agent
+from lookup.names import ConnectAgentNames
 from lookup.settings import LookupSettings
 
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "ctr-billing-lookup"))
 
 SETTINGS = LookupSettings.from_environ(os.environ)
-# The contact flows give the lookup 3 s (InvocationTimeLimitSeconds in cloudformation/flows); one
-# DynamoDB attempt must fit inside it, so a slow table sends the caller down the flow's error branch
-# in time instead of into silence. No retry: a retry's backoff alone could pass the limit.
+# The contact flows give the lookup 3 s (InvocationTimeLimitSeconds in cloudformation/flows). The
+# extension lookup makes one DynamoDB attempt and then one Connect attempt (the provider's name); both,
+# at their worst, must end inside that limit, so a slow service sends the caller down the flow's error
+# branch (DynamoDB) or falls back to the username (Connect) in time instead of into silence. No retry: a
+# retry's backoff alone could pass the limit.
 _CLIENT = boto3.client(
     "dynamodb",
     config=Config(
-        connect_timeout=1.0, read_timeout=1.5, retries={"mode": "standard", "total_max_attempts": 1}
+        connect_timeout=0.5, read_timeout=1.0, retries={"mode": "standard", "total_max_attempts": 1}
+    ),
+)
+_CONNECT = boto3.client(
+    "connect",
+    config=Config(
+        connect_timeout=0.3, read_timeout=0.7, retries={"mode": "standard", "total_max_attempts": 1}
     ),
 )
 DIRECTORY = CachedDirectory(
     DirectoryTable(_CLIENT, SETTINGS.directory_table), SETTINGS.cache_seconds, SETTINGS.cache_entries
 )
+NAMES = ConnectAgentNames(_CONNECT, SETTINGS.cache_seconds, SETTINGS.cache_entries)
 
 
 @logger.inject_lambda_context(log_event=False)
@@ -47,7 +57,7 @@ def get_agent_extension_by_agent_id(event: dict[str, Any], context: LambdaContex
 @logger.inject_lambda_context(log_event=False)
 def get_agent_by_extension(event: dict[str, Any], context: LambdaContext) -> dict[str, str]:
     parameters, contact = connect_parameters(event)
-    answer = agent_with_extension(DIRECTORY, parameters, contact)
+    answer = agent_with_extension(DIRECTORY, parameters, contact, NAMES)
     _log(answer)
     return answer
 

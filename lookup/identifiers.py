@@ -53,6 +53,11 @@ def instance_arn_from(value: object) -> str:
     return value
 
 
+def instance_id(instance_arn: str) -> str:
+    """The id Connect's API calls take (``InstanceId``): the ARN's last segment."""
+    return instance_arn.rsplit("/", 1)[-1]
+
+
 def agent_arn(instance_arn: str, agent_id: str) -> str:
     return f"{instance_arn}/agent/{agent_id}"
 

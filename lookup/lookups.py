@@ -4,6 +4,11 @@ Connect requires a flat map of strings as a Lambda's answer. A missing or malfor
 raises: the answer is ``found=false`` with an ``error`` saying what was wrong, so the flow can take
 its not-found branch. A DynamoDB failure does raise (``DirectoryError``), so the flow takes its error
 branch instead of routing on a wrong answer.
+
+A found provider's answer carries, under their contact-attribute names, every attribute the voicemail
+solution's KvsProcessRecording reads from a voicemail's CTR (``VOICEMAIL_ATTRIBUTES``), with the values
+that solution's own lookup gives them, so the inbound flow can copy them onto the contact before it
+hands the caller to the voicemail's VM-Agent flow.
 """
 
 from __future__ import annotations
@@ -19,10 +24,29 @@ from lookup.identifiers import (
     agent_queue_arn,
     extension_from,
     instance_arn_from,
+    instance_id,
 )
+from lookup.names import AgentNames
 
 AGENT_ARN_PARAMETER = "AgentArn"
 EXTENSION_PARAMETER = "extensionNumber"
+
+# What KvsProcessRecording reads, each with getString and no default, from a CTR's attributes; a CTR
+# lacking one is skipped, its voicemail lost (amazon-connect/voicemail-for-amazon-connect
+# source/aws-connect-vm-serverless/src/main/java/com/amazonaws/awsconnect/model/ContactFlowAttributes.java).
+VOICEMAIL_ATTRIBUTES = (
+    "agentId",
+    "agentName",
+    "extensionNumber",
+    "transferMessage",
+    "encryptVoicemail",
+    "saveCallRecording",
+    "transcribeVoicemail",
+)
+# The voicemail solution's lookup always answers "true" and builds the transfer message from the name
+# (getAgentByExtension in .../src/handler/agents.js); these are the same.
+SAVE_CALL_RECORDING = "true"
+TRANSFER_MESSAGE = "Please wait while we transfer you"
 
 
 class DirectoryView(Protocol):
@@ -56,7 +80,10 @@ def extension_of_agent(directory: DirectoryView, parameters: Mapping[str, Any]) 
 
 
 def agent_with_extension(
-    directory: DirectoryView, parameters: Mapping[str, Any], contact: Mapping[str, Any]
+    directory: DirectoryView,
+    parameters: Mapping[str, Any],
+    contact: Mapping[str, Any],
+    names: AgentNames | None = None,
 ) -> dict[str, str]:
     try:
         extension = extension_from(parameters.get(EXTENSION_PARAMETER), EXTENSION_PARAMETER)
@@ -70,10 +97,23 @@ def agent_with_extension(
         # Never guess between providers: the directory CLI refuses this, older tables may hold it.
         return {"found": "false", "error": "extension is assigned to more than one agent"}
     entry = entries[0]
+    # The username (which the voicemail's sync keeps current) stands in when Connect gives no name.
+    full_name = names.full_name(instance_id(instance), entry.agent_id) if names is not None else None
+    name = full_name or entry.username
     return {
         "found": "true",
         "agentId": entry.agent_id,
         "agentArn": agent_arn(instance, entry.agent_id),
         "agentQueueArn": agent_queue_arn(instance, entry.agent_id),
         "username": entry.username,
+        "agentName": name,
+        "extensionNumber": extension,
+        "transferMessage": f"{TRANSFER_MESSAGE} to {name}" if name else TRANSFER_MESSAGE,
+        "transcribeVoicemail": _flag(entry.transcribe_voicemail),
+        "encryptVoicemail": _flag(entry.encrypt_voicemail),
+        "saveCallRecording": SAVE_CALL_RECORDING,
     }
+
+
+def _flag(value: bool) -> str:
+    return "true" if value else "false"

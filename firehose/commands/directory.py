@@ -57,7 +57,10 @@ def register(subparsers: Any) -> None:
     setter = actions.add_parser("set", parents=[common], help="give an agent an extension")
     setter.add_argument("agent", metavar="AGENT", help="the agent's id (last segment of its ARN)")
     setter.add_argument("extension", metavar="EXT", help="1-5 digits")
-    setter.add_argument("--username", help="the agent's Connect user name")
+    setter.add_argument(
+        "--username",
+        help="the agent's Connect user name (the voicemail solution's nightly sync rewrites any other)",
+    )
     setter.set_defaults(handler=run_set)
 
     remover = actions.add_parser("remove", parents=[common], help="remove an agent's extension")

@@ -9,11 +9,13 @@ from typing import Any
 
 import boto3
 import pytest
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.awsrequest import AWSResponse, HTTPHeaders
 
 from firehose.cli import main
 from firehose.directory import DirectoryRejected, seed_directory
 from lookup.directory import DirectoryEntry, DirectoryTable
+from tests.voicemail_solution import connect_sync
 
 pytest_plugins = ["tests.integration.lookup_fixtures"]
 pytestmark = pytest.mark.integration
@@ -466,3 +468,103 @@ def test_seed_directory_applies_the_import_rules(
         f"line 1: extension 101 is already held by agent {A1}; cannot assign it to agent {A3}"
     ]
     assert entries(table) == {DirectoryEntry(A1, "101", "dr.a"), DirectoryEntry(A2, "102", "")}
+
+
+# --- living beside the voicemail solution's nightly sync ------------------------------------------
+
+
+def plain_items(dynamodb: Any, table_name: str) -> list[dict[str, Any]]:
+    """The table's items as the voicemail solution's DocumentClient scan sees them (plain values)."""
+    deserializer = TypeDeserializer()
+    return [
+        {name: deserializer.deserialize(value) for name, value in item.items()}
+        for item in raw_items(dynamodb, table_name).values()
+    ]
+
+
+def run_connect_sync(
+    dynamodb: Any, table_name: str, connect_users: list[dict[str, str]]
+) -> list[dict[str, Any]]:
+    """One run of the voicemail's ConnectSync against the table: its matching rule (reproduced in
+    tests/voicemail_solution.py from its source) decides the writes, which are then made. Returns them."""
+    requests = connect_sync(connect_users, plain_items(dynamodb, table_name))
+    serializer = TypeSerializer()
+    writes = []
+    for request in requests:
+        if "PutRequest" in request:
+            item = {
+                name: serializer.serialize(value) for name, value in request["PutRequest"]["Item"].items()
+            }
+            writes.append({"PutRequest": {"Item": item}})
+        else:
+            # The JavaScript passes {agentId: undefined} for a row without userId; DynamoDB refuses it.
+            key = request["DeleteRequest"]["Key"]["agentId"]
+            assert key is not None, "the sync would issue a delete with an undefined key"
+            writes.append({"DeleteRequest": {"Key": {"agentId": {"S": key}}}})
+    if writes:
+        dynamodb.batch_write_item(RequestItems={table_name: writes})
+    return requests
+
+
+def test_rows_written_by_the_cli_survive_the_voicemail_sync_unchanged(
+    cli: Any, dynamodb: Any, directory_table: str, tmp_path: Path
+) -> None:
+    # GIVEN providers entered with import and set, under their Connect user names
+    assert (
+        cli("import", write(tmp_path, f"agentId,extension,username\n{A1},101,dr.a\n{A2},202,dr.b\n"))[0] == 0
+    )
+    assert cli("set", A3, "303", "--username", "dr.c")[0] == 0
+    before = raw_items(dynamodb, directory_table)
+    # WHEN the voicemail's nightly sync runs against Connect, where those are the instance's users
+    connect_users = [
+        {"Id": A1, "Username": "dr.a"},
+        {"Id": A2, "Username": "dr.b"},
+        {"Id": A3, "Username": "dr.c"},
+    ]
+    requests = run_connect_sync(dynamodb, directory_table, connect_users)
+    # THEN it finds every row by userId and has nothing to write: the rows are as the CLI left them
+    assert requests == []
+    assert raw_items(dynamodb, directory_table) == before
+    assert all(item["userId"] == item["agentId"] for item in before.values())
+
+
+def test_a_row_without_a_username_keeps_its_extension_through_the_sync(
+    cli: Any, dynamodb: Any, directory_table: str, table: DirectoryTable
+) -> None:
+    # GIVEN a provider set without a username
+    assert cli("set", A1, "101")[0] == 0
+    # WHEN the sync runs THEN it fills in the Connect user name and keeps everything else
+    run_connect_sync(dynamodb, directory_table, [{"Id": A1, "Username": "dr.a"}])
+    assert table.get(A1) == DirectoryEntry(A1, "101", "dr.a")
+    assert raw_items(dynamodb, directory_table)[A1]["userId"] == {"S": A1}
+
+
+def test_a_row_without_user_id_is_what_the_sync_would_overwrite_and_set_mends_it(
+    cli: Any, dynamodb: Any, directory_table: str, table: DirectoryTable
+) -> None:
+    # GIVEN a row as an earlier ctr-billing wrote it: no userId
+    dynamodb.put_item(
+        TableName=directory_table,
+        Item={"agentId": {"S": A1}, "extension": {"S": "101"}, "username": {"S": "dr.a"}},
+    )
+    # WHEN the sync's matching rule looks at it THEN it misses the row: it would put the user back
+    # without the extension, and delete a row by an undefined key
+    requests = connect_sync([{"Id": A1, "Username": "dr.a"}], plain_items(dynamodb, directory_table))
+    assert requests == [
+        {"PutRequest": {"Item": {"userId": A1, "username": "dr.a", "agentId": A1}}},
+        {"DeleteRequest": {"Key": {"agentId": None}}},
+    ]
+    # AND setting the extension again with the CLI adds the userId, after which the sync leaves it alone
+    assert cli("set", A1, "101")[0] == 0
+    assert run_connect_sync(dynamodb, directory_table, [{"Id": A1, "Username": "dr.a"}]) == []
+    assert table.get(A1) == DirectoryEntry(A1, "101", "dr.a")
+
+
+def test_the_sync_removes_rows_of_users_gone_from_connect(
+    cli: Any, dynamodb: Any, directory_table: str, table: DirectoryTable
+) -> None:
+    # The voicemail owns which rows exist: a provider deleted from Connect loses the row, extension included.
+    assert cli("set", A1, "101", "--username", "dr.a")[0] == 0
+    assert cli("set", A2, "202", "--username", "dr.b")[0] == 0
+    run_connect_sync(dynamodb, directory_table, [{"Id": A1, "Username": "dr.a"}])
+    assert entries(table) == {DirectoryEntry(A1, "101", "dr.a")}

@@ -15,8 +15,10 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from botocore.awsrequest import AWSResponse, HTTPHeaders
 
 from lookup.directory import DirectoryError, DirectoryTable
+from tests.voicemail_solution import CONTACT_FLOW_ATTRIBUTES
 
 pytest_plugins = ["tests.integration.lookup_fixtures"]
 FLOWS = Path(__file__).resolve().parents[2] / "cloudformation" / "flows"
@@ -26,6 +28,7 @@ INSTANCE = "arn:aws:connect:us-east-1:111122223333:instance/0f6b7c1e-2d3a-4b5c-8
 AGENT = "7d2e4f60-9a1b-4c3d-8e5f-6a7b8c9d0e1f"
 OTHER_AGENT = "1a2b3c4d-0000-4c3d-8e5f-6a7b8c9d0e1f"
 PATIENT_PHONE = "+12025550143"
+INSTANCE_ID = INSTANCE.rsplit("/", 1)[-1]
 
 
 @dataclass
@@ -70,6 +73,31 @@ def table(dynamodb: Any, directory_table: str) -> DirectoryTable:
     table = DirectoryTable(dynamodb, directory_table)
     table.set_extension(AGENT, "4417", "dr.okafor")
     return table
+
+
+class ConnectUsers:
+    """Answers the handler's DescribeUser calls as Connect would (the embedded AWS has no Connect users):
+    a ``before-call`` handler on the handler's own Connect client, so the real client code runs."""
+
+    def __init__(self, client: Any, names: dict[str, tuple[str, str]]) -> None:
+        self.names = names
+        self.calls: list[dict[str, Any]] = []
+        client.meta.events.register("before-call.connect.DescribeUser", self._answer)
+
+    def _answer(self, params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]]:
+        self.calls.append(params)
+        user_id = params["url_path"].rsplit("/", 1)[-1]
+        if user_id not in self.names:
+            error = {"Error": {"Code": "ResourceNotFoundException", "Message": "no such user"}}
+            return AWSResponse("http://connect", 404, HTTPHeaders(), None), error
+        first, last = self.names[user_id]
+        user = {"Id": user_id, "IdentityInfo": {"FirstName": first, "LastName": last}}
+        return AWSResponse("http://connect", 200, HTTPHeaders(), None), {"User": user}
+
+
+@pytest.fixture
+def connect_users(handler: ModuleType) -> ConnectUsers:
+    return ConnectUsers(handler._CONNECT, {AGENT: ("Ada", "Okafor")})
 
 
 # --- get_agent_extension_by_agent_id ---------------------------------------------------------------
@@ -146,18 +174,67 @@ def test_event_without_details_never_raises(handler: ModuleType, table: Director
 # --- get_agent_by_extension ------------------------------------------------------------------------
 
 
-def test_extension_gives_the_agent_and_its_queue_arns(handler: ModuleType, table: DirectoryTable) -> None:
-    # GIVEN extension 4417 belongs to AGENT
+def test_extension_gives_the_agent_its_queue_and_the_voicemail_attributes(
+    handler: ModuleType, table: DirectoryTable, connect_users: ConnectUsers
+) -> None:
+    # GIVEN extension 4417 belongs to AGENT, whom Connect knows as Ada Okafor
     # WHEN the inbound flow passes the digits the caller keyed in
     answer = handler.get_agent_by_extension(connect_event({"extensionNumber": "4417"}), FakeContext())
     # THEN the ARNs are built from the contact's instance, ready for a transfer to the agent's queue
+    # AND every attribute the voicemail's KvsProcessRecording reads comes back, as its own lookup fills it
     assert answer == {
         "found": "true",
         "agentId": AGENT,
         "agentArn": f"{INSTANCE}/agent/{AGENT}",
         "agentQueueArn": f"{INSTANCE}/queue/agent/{AGENT}",
         "username": "dr.okafor",
+        "agentName": "Ada Okafor",
+        "extensionNumber": "4417",
+        "transferMessage": "Please wait while we transfer you to Ada Okafor",
+        "transcribeVoicemail": "false",
+        "encryptVoicemail": "false",
+        "saveCallRecording": "true",
     }
+    assert set(answer) >= CONTACT_FLOW_ATTRIBUTES
+    # AND Connect was asked about this agent of this instance
+    assert [call["url_path"] for call in connect_users.calls] == [f"/users/{INSTANCE_ID}/{AGENT}"]
+
+
+def test_voicemail_settings_come_from_the_voicemail_item(
+    handler: ModuleType, dynamodb: Any, directory_table: str, connect_users: ConnectUsers
+) -> None:
+    # GIVEN an agent as the voicemail solution keeps it: settings set in its portal
+    dynamodb.put_item(
+        TableName=directory_table,
+        Item={
+            "agentId": {"S": AGENT},
+            "userId": {"S": AGENT},
+            "username": {"S": "dr.okafor"},
+            "extension": {"S": "4417"},
+            "transcribeVoicemail": {"BOOL": True},
+            "encryptVoicemail": {"BOOL": True},
+            "deliveryOptions": {"M": {"email": {"BOOL": True}}},
+        },
+    )
+    answer = handler.get_agent_by_extension(connect_event({"extensionNumber": "4417"}), FakeContext())
+    assert (answer["transcribeVoicemail"], answer["encryptVoicemail"]) == ("true", "true")
+
+
+def test_without_a_name_from_connect_the_username_is_spoken(
+    handler: ModuleType, table: DirectoryTable
+) -> None:
+    # GIVEN Connect does not answer DescribeUser (the embedded AWS has no such API)
+    # WHEN the extension is looked up THEN the flow still gets its answer, with the username as the name
+    answer = handler.get_agent_by_extension(connect_event({"extensionNumber": "4417"}), FakeContext())
+    assert (answer["found"], answer["agentName"]) == ("true", "dr.okafor")
+
+
+def test_names_are_cached_with_the_directory(
+    handler: ModuleType, table: DirectoryTable, connect_users: ConnectUsers
+) -> None:
+    for _ in range(3):
+        handler.get_agent_by_extension(connect_event({"extensionNumber": "4417"}), FakeContext())
+    assert len(connect_users.calls) == 1
 
 
 def test_unknown_extension_is_not_found(handler: ModuleType, table: DirectoryTable) -> None:
@@ -302,7 +379,7 @@ def test_bad_cache_setting_fails_the_cold_start_naming_the_variable(
         load_handler(monkeypatch, directory_table, DIRECTORY_CACHE_SECONDS="five")
 
 
-def test_one_directory_call_fits_in_the_flows_invocation_time_limit(handler: ModuleType) -> None:
+def test_a_lookups_calls_fit_in_the_flows_invocation_time_limit(handler: ModuleType) -> None:
     # GIVEN the time the contact flows give a lookup Lambda
     limits = {
         int(action["Parameters"]["InvocationTimeLimitSeconds"])
@@ -310,10 +387,11 @@ def test_one_directory_call_fits_in_the_flows_invocation_time_limit(handler: Mod
         for action in json.loads((FLOWS / f"{name}.json").read_text(encoding="utf-8"))["Actions"]
         if action["Type"] == "InvokeLambdaFunction"
     }
-    # WHEN the lookup's DynamoDB client is asked how long it may wait, at worst
-    config = handler._CLIENT.meta.config
-    attempts = config.retries["total_max_attempts"]
-    worst_case = attempts * (config.connect_timeout + config.read_timeout)
-    # THEN it makes one attempt, and that attempt ends inside every flow's limit
-    assert attempts == 1
+    # WHEN the lookup's clients (one DynamoDB read, then one Connect read for the name) are asked how long
+    # they may wait, at worst
+    configs = [handler._CLIENT.meta.config, handler._CONNECT.meta.config]
+    attempts = [config.retries["total_max_attempts"] for config in configs]
+    worst_case = sum(config.connect_timeout + config.read_timeout for config in configs)
+    # THEN each makes one attempt, and both together end inside every flow's limit
+    assert attempts == [1, 1]
     assert worst_case < min(limits)

@@ -715,14 +715,74 @@ def test_connect_integration_exists_only_with_an_instance_and_is_scoped_to_it(cf
             assert resources[logical_id]["Properties"]["SourceArn"] == {"Ref": "ConnectInstanceArn"}
 
 
+# The trigger the voicemail solution's stack gives KvsProcessRecording
+# (KvsProcessRecordingEventSourceMappingKinesisDataStream in amazon-connect/voicemail-for-amazon-connect
+# deployment/aws-connect-vm.template) and the Kinesis actions of its role (KvsProcessRecordingIamRole in
+# source/aws-connect-vm-serverless/serverless.yml).
+VOICEMAIL_TRIGGER = {"StartingPosition": "TRIM_HORIZON", "BatchSize": 10, "MaximumBatchingWindowInSeconds": 1}
+VOICEMAIL_ROLE_KINESIS_ACTIONS = {
+    "kinesis:GetRecords",
+    "kinesis:GetShardIterator",
+    "kinesis:DescribeStream",
+    "kinesis:ListStreams",
+}
+
+
 def test_voicemail_processor_is_repointed_at_this_stream_only_when_named(cfn_template: Template) -> None:
+    # GIVEN the trigger and the role policy the stack adds for the voicemail solution's CTR reader
     mapping = cfn_template["Resources"]["VoicemailProcessorStreamMapping"]
-    assert mapping["Condition"] == "HasVoicemailProcessorFunction"
-    assert mapping["Properties"]["EventSourceArn"] == {"Fn::GetAtt": ["ContactTraceRecordsStream", "Arn"]}
     policy = cfn_template["Resources"]["VoicemailProcessorStreamPolicy"]
+    # THEN the trigger reads this stack's stream with the voicemail stack's own settings
+    assert mapping["Properties"]["EventSourceArn"] == {"Fn::GetAtt": ["ContactTraceRecordsStream", "Arn"]}
+    assert VOICEMAIL_TRIGGER.items() <= mapping["Properties"].items()
+    # AND the role may read the stream as the original role could, and decrypt with the stack's key
     assert policy["Condition"] == "HasVoicemailProcessorRole"
-    resources = {str(s["Resource"]) for s in policy["Properties"]["PolicyDocument"]["Statement"]}
+    statements = policy["Properties"]["PolicyDocument"]["Statement"]
+    resources = {str(s["Resource"]) for s in statements}
     assert resources == {str({"Fn::GetAtt": ["ContactTraceRecordsStream", "Arn"]}), str(KEY_ARN)}
+    (read,) = [s for s in statements if s["Resource"] == {"Fn::GetAtt": ["ContactTraceRecordsStream", "Arn"]}]
+    assert set(read["Action"]) >= VOICEMAIL_ROLE_KINESIS_ACTIONS
+
+
+def test_voicemail_trigger_is_created_after_its_role_policy(cfn_template: Template) -> None:
+    # GIVEN Lambda checks the function role's stream permissions when it creates the mapping
+    mapping = cfn_template["Resources"]["VoicemailProcessorStreamMapping"]
+    # THEN the mapping waits for the policy granting them
+    assert "VoicemailProcessorStreamPolicy" in _as_list(mapping.get("DependsOn", []))
+    # AND exists only when the policy does (a DependsOn on a resource not created fails the deploy)
+    policy_condition = cfn_template["Resources"]["VoicemailProcessorStreamPolicy"]["Condition"]
+    mapping_condition = cfn_template["Conditions"][mapping["Condition"]]
+    assert {"Condition": policy_condition} in mapping_condition["Fn::And"]
+    assert {"Condition": "HasVoicemailProcessorFunction"} in mapping_condition["Fn::And"]
+
+
+def test_lookup_may_describe_only_the_instances_agents(cfn_template: Template) -> None:
+    # GIVEN the extension lookup reads the provider's full name with DescribeUser
+    resource = cfn_template["Resources"]["LookupDescribesProvidersPolicy"]
+    # THEN its role may, for agents of the stack's Connect instance only, when there is one
+    assert resource["Condition"] == "HasConnectInstance"
+    assert resource["Properties"]["Roles"] == [{"Ref": "LookupRole"}]
+    (statement,) = resource["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Action"] == "connect:DescribeUser"
+    assert statement["Resource"] == {"Fn::Sub": "${ConnectInstanceArn}/agent/*"}
+
+
+@pytest.mark.parametrize(
+    ("key", "accepted"),
+    [
+        ("extensionNumber", True),
+        ("provider_ext-2", True),
+        ("provider.ext", False),
+        ("ext nr", False),
+        ("", False),
+    ],
+)
+def test_extension_attribute_is_a_valid_contact_attribute_key(
+    cfn_template: Template, key: str, accepted: bool
+) -> None:
+    # Contact-attribute keys: letters, digits, "-" and "_" (UpdateContactAttributes, Connect API Reference).
+    pattern = cfn_template["Parameters"]["ExtensionAttribute"]["AllowedPattern"]
+    assert (re.fullmatch(pattern, key) is not None) is accepted
 
 
 # ---- alarms ------------------------------------------------------------------------------------------
