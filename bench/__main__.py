@@ -16,6 +16,7 @@ import traceback
 BENCHMARKS: tuple[str, ...] = (
     "bench.bench_transform",
     "bench.bench_offline",
+    "bench.bench_rebill",
     "bench.bench_pipeline",
     "bench.bench_fuzz",
     "bench.bench_chaos",

@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "directory": "firehose.commands.directory",
     "query": "firehose.commands.query",
     "export": "firehose.commands.export",
+    "rebill": "firehose.commands.rebill",
     "package": "firehose.commands.package",
 }
 

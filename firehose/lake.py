@@ -10,12 +10,12 @@ files' manifests. SQL written for Athena (Trino) is translated to DuckDB's diale
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 import duckdb
 import sqlglot
@@ -24,6 +24,7 @@ import sqlglot.errors
 from transform.columns import COLUMNS, LAKE_TABLE, PARTITION_KEYS, ColumnType
 
 if TYPE_CHECKING:
+    import pyarrow as pa
     from mypy_boto3_s3 import S3Client
 
 QUERIES_DIR = Path(__file__).resolve().parent.parent / "cloudformation" / "queries"
@@ -94,6 +95,44 @@ def parquet_files(lake: Path) -> list[Path]:
     )
 
 
+# Rows per Arrow batch DuckDB hands over while the day's CSV is rendered.
+FETCH_BATCH = 8_192
+
+
+class StreamedRows(Sequence[Mapping[str, object]]):
+    """Result rows kept as Arrow batches; each becomes a dict only while it is read."""
+
+    def __init__(self, batches: list[pa.RecordBatch]) -> None:
+        self._batches = batches
+        self._count: int = sum(batch.num_rows for batch in batches)
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[Mapping[str, object]]:
+        for batch in self._batches:
+            yield from batch.to_pylist()
+
+    @overload
+    def __getitem__(self, index: int) -> Mapping[str, object]: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Mapping[str, object]]: ...
+
+    def __getitem__(self, index: int | slice) -> Mapping[str, object] | Sequence[Mapping[str, object]]:
+        if isinstance(index, slice):
+            return list(self)[index]
+        position = index + self._count if index < 0 else index
+        if not 0 <= position < self._count:
+            raise IndexError(index)
+        for batch in self._batches:
+            if position < batch.num_rows:
+                row: Mapping[str, object] = batch.slice(position, 1).to_pylist()[0]
+                return row
+            position -= batch.num_rows
+        raise IndexError(index)  # pragma: no cover (the count above covers every batch)
+
+
 class LocalLake:
     """DuckDB over a lake folder; also the DuckDB ``SettlementEngine`` of the daily export."""
 
@@ -150,6 +189,21 @@ class LocalLake:
     def fetch(self, sql: str, parameters: Sequence[str]) -> list[dict[str, Any]]:
         """``SettlementEngine``: rows as column -> value."""
         return self.query(sql, parameters).records()
+
+    def stream(self, sql: str, parameters: Sequence[object], columns: Sequence[str]) -> StreamedRows:
+        """Rows of ``columns`` only, kept as Arrow batches until read: for results too large to hold as
+        Python dicts (``fetch`` costs about 3 KB a row; a busy day's settlement has hundreds of
+        thousands)."""
+        try:
+            relation = self._connection.sql(to_duckdb(sql), params=list(parameters))
+            batches = [batch.select(list(columns)) for batch in relation.to_arrow_reader(FETCH_BATCH)]
+        except _ABOUT_THE_SQL_TEXT as error:
+            raise LakeError(f"query failed: {error}") from None
+        except duckdb.Error as error:
+            raise LakeError(
+                f"query failed: {type(error).__name__} on a value in the lake (values are not shown)"
+            ) from None
+        return StreamedRows(batches)
 
     def _confine(self, files: Sequence[Path]) -> None:
         """Queries may read the lake's files and nothing else: no other file, no URL, no extension
@@ -222,6 +276,14 @@ class S3Location:
 
     def key(self, name: str) -> str:
         return self.prefix + name
+
+
+def s3_client() -> S3Client:
+    import boto3
+
+    # AWS_ENDPOINT_URL (boto3's own variable) points it at the embedded AWS.
+    client: S3Client = boto3.client("s3")
+    return client
 
 
 def partition_prefixes(first_day: date, last_day: date) -> list[str]:

@@ -22,6 +22,7 @@ from firehose.lake import (
     S3Location,
     mirror_s3_partitions,
     partition_prefixes,
+    s3_client,
 )
 from transform.settings import SettingsError, TransformSettings
 from transform.settlement import (
@@ -94,7 +95,7 @@ def _settle(lake: str, day: date, settings: TransformSettings) -> Settlement:
     location = S3Location.parse(lake)
     window = SettlementWindow.for_day(day, settings.billing_timezone, settings.billing_timezone_name)
     with tempfile.TemporaryDirectory(prefix="ctr-billing-lake-") as mirror:
-        mirror_s3_partitions(_s3_client(), location, partition_prefixes(*window.partition_days), Path(mirror))
+        mirror_s3_partitions(s3_client(), location, partition_prefixes(*window.partition_days), Path(mirror))
         with LocalLake(Path(mirror)) as local:
             return settle(local, day, settings, generated_at)
 
@@ -119,6 +120,11 @@ def _destination(to: str | None, lake: str) -> SettlementDestination:
         if lake.startswith("s3://"):
             raise CommandError("--to is required with an s3:// lake")
         return FolderDestination(Path(lake).parent / "settled")
+    return destination_at(to)
+
+
+def destination_at(to: str) -> SettlementDestination:
+    """``--to``: a folder, or ``s3://bucket/prefix`` (files written like the export Lambda's)."""
     if to.startswith("s3://"):
         from transform.settlement_aws import S3Destination
 
@@ -126,16 +132,9 @@ def _destination(to: str | None, lake: str) -> SettlementDestination:
             location = S3Location.parse(to)
         except LakeError as error:
             raise CommandError(str(error)) from None
-        return S3Destination(_s3_client(), location.bucket, location.prefix)
+        return S3Destination(s3_client(), location.bucket, location.prefix)
     return FolderDestination(Path(to))
 
 
 def _s3_target(lake: str, to: str | None) -> str:
     return f"lake {lake}" + (f", destination {to}" if to else "")
-
-
-def _s3_client() -> Any:
-    import boto3
-
-    # AWS_ENDPOINT_URL (boto3's own variable) points it at the embedded AWS.
-    return boto3.client("s3")
