@@ -1,7 +1,7 @@
 """Fuzz campaign of fixed duration: hostile Firehose batches through the transform in every mode.
 
-The strategies and the checked properties are the fuzz tests' own (``tests/unit/fuzz_inputs.py``,
-``tests/unit/test_fuzz.py``). Hypothesis runs generation only (no shrinking, no example database) in
+The strategies and the checked properties are the fuzz tests' own (``tests/support/fuzz_inputs.py``,
+``tests/unit/transform/test_fuzz.py``). Hypothesis runs generation only (no shrinking, no example database) in
 rounds of fresh seeds until the time is up. Prints the number of inputs tried; a figure, never a
 pass/fail verdict on speed. A property violation is reported with its exception type (never the input,
 which may look like PHI) and makes ``main`` return 1.
@@ -20,8 +20,8 @@ from typing import Any
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
-from tests.unit.fuzz_inputs import MODES, firehose_batches
-from tests.unit.test_fuzz import check_response, mode
+from tests.support.fuzz_inputs import MODES, firehose_batches
+from tests.unit.transform.test_fuzz import check_response, mode
 
 DEFAULT_SECONDS = 30.0
 ROUND_EXAMPLES = 200

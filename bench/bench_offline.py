@@ -35,7 +35,7 @@ with open(sys.argv[1], encoding="utf-8") as lines:
 
 _CLI = """
 import contextlib, io
-from firehose.cli import main
+from firehose.cli.main import main
 with contextlib.redirect_stderr(io.StringIO()):
     main(["transform", "--input", sys.argv[1], "--format", sys.argv[2], "--output", sys.argv[3], "--no-progress"])
 """

@@ -40,9 +40,9 @@ VARIANTS = ("put-only", "pipeline", "pipeline, no ledger")
 
 def measure(contacts: int, variant: str) -> dict[str, Any]:
     """One measurement in this process (the embedded AWS in a child process)."""
-    from firehose.commands.demo import put_all, start_pipeline
-    from firehose.embedded import DeployedStack, EmbeddedAws, deploy_stack, lambda_zip
-    from firehose.simulator import ConnectSimulator
+    from firehose.cli.commands.demo import put_all, start_pipeline
+    from firehose.local_aws.embedded import DeployedStack, EmbeddedAws, deploy_stack, lambda_zip
+    from firehose.pipeline.simulator import ConnectSimulator
 
     def without_ledger(aws: EmbeddedAws, stack: DeployedStack) -> None:
         client = aws.client("lambda")
@@ -103,7 +103,7 @@ class _Trimmer:
         self._last = time.monotonic()
 
     def tick(self, put: int) -> None:
-        from firehose.commands.demo import hold_back
+        from firehose.cli.commands.demo import hold_back
 
         hold_back(self._pipeline, put)
         if time.monotonic() - self._last >= 0.5:

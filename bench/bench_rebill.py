@@ -4,7 +4,7 @@ The archive is what a rebill of 2026-11-02 reads with the default window: every 
 from 2026-11-01 through 2026-11-05 (UTC), i.e. five days of a busy contact center's traffic (~200,000
 records a day), as the raw delivery stream leaves it: GZIP JSON lines under ``ctr/YYYY/MM/DD/HH/``, one
 object per five minutes of arrival (Firehose's 300 s buffer), CTRs of ~2.3 KB built by
-``tests/unit/ctr_factory.py`` (inbound, outbound and transferred calls, voicemail, abandoned, chat,
+``tests/support/ctr_factory.py`` (inbound, outbound and transferred calls, voicemail, abandoned, chat,
 supervisor monitors), 4 % of contacts republished up to two hours later with a changed attribute, and
 agent events sharing the stream. Every record is read and billed; the rebilled day's are written and
 settled. Generated once into ``.bench/`` (minutes).
@@ -63,7 +63,7 @@ print(json.dumps({{
 _FLOOR = """
 import gzip
 from pathlib import Path
-from transform.decoding import decode_ctr_fields
+from transform.core.decoding import decode_ctr_fields
 lines_read = 0
 for path in sorted(Path(sys.argv[1]).rglob("*.gz")):
     with gzip.open(path, "rb") as lines:
@@ -80,10 +80,10 @@ print(json.dumps({"lines": lines_read}))
 # apart, with the peak RSS reached before it.
 _REBILL = """
 import contextlib, io
-import firehose.rebill
-from firehose.cli import main
+import firehose.offline.rebill
+from firehose.cli.main import main
 phases = {}
-settle = firehose.rebill.settle
+settle = firehose.offline.rebill.settle
 def timed_settle(*args, **kwargs):
     phases["read_seconds"] = time.perf_counter() - start
     phases["read_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -91,7 +91,7 @@ def timed_settle(*args, **kwargs):
     result = settle(*args, **kwargs)
     phases["settle_seconds"] = time.perf_counter() - began
     return result
-firehose.rebill.settle = timed_settle
+firehose.offline.rebill.settle = timed_settle
 output = io.StringIO()
 with contextlib.redirect_stdout(output):
     status = main(["rebill", "--date", sys.argv[2], "--raw", sys.argv[1], "--to", sys.argv[3], "--json", *sys.argv[4:]])
@@ -104,7 +104,7 @@ print(json.dumps({"lines": summary["lines"], "rows": summary["billing"]["rows"],
 
 def _builders() -> tuple[list[Callable[..., dict[str, Any]]], list[Callable[..., dict[str, Any]]]]:
     sys.path.insert(0, str(ROOT))
-    from tests.unit.ctr_factory import BILLABLE_KINDS, NOT_BILLABLE_KINDS
+    from tests.support.ctr_factory import BILLABLE_KINDS, NOT_BILLABLE_KINDS
 
     return list(BILLABLE_KINDS), list(NOT_BILLABLE_KINDS)
 
@@ -121,7 +121,7 @@ def make_archive(count: int, seed: int = 7) -> Path:
     if done.exists():
         return root
     billable_kinds, other_kinds = _builders()
-    from tests.unit.ctr_factory import agent_event
+    from tests.support.ctr_factory import agent_event
 
     rng = random.Random(seed)
     writers: dict[int, gzip.GzipFile] = {}

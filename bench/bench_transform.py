@@ -156,7 +156,7 @@ def _check_same_answers(ours: dict[str, Any], naive: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    from tests.unit.ctr_factory import firehose_event, realistic_ctrs
+    from tests.support.ctr_factory import firehose_event, realistic_ctrs
 
     with _stdout_silenced():
         os.environ.update(_ENVIRONMENT)

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.moto_server import moto_server, point_aws_at
+from tests.support.moto_server import moto_server, point_aws_at
 
 
 @pytest.fixture(scope="session")

@@ -12,8 +12,8 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from transform.batch import BatchResult, BatchStage, BatchTransformer
-from transform.settings import TransformSettings
+from transform.core.batch import BatchResult, BatchStage, BatchTransformer
+from transform.core.settings import TransformSettings
 
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "ctr-billing-transform")
 NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "CtrBilling")
@@ -28,11 +28,11 @@ def _stages(settings: TransformSettings, dynamodb: Any = None) -> list[BatchStag
     """Optional batch stages; each imports boto3 only when its setting is on (and no client is given)."""
     stages: list[BatchStage] = []
     if settings.directory_table:
-        from transform.directory import directory_stage
+        from transform.stages.enrichment import directory_stage
 
         stages.append(directory_stage(settings, dynamodb))
     if settings.ledger_table:  # after enrichment: the fingerprint covers the provider extension
-        from transform.ledger import ledger_stage
+        from transform.stages.ledger import ledger_stage
 
         stages.append(ledger_stage(settings, dynamodb))
     return stages

@@ -23,8 +23,8 @@ from typing import IO, Any
 
 import msgspec
 
-from firehose.processes import peak_rss_mb
 from firehose.runtime.lambda_worker import HEADER, RESULT_FRAMING
+from firehose.runtime.processes import peak_rss_mb
 
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
 

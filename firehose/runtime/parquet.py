@@ -25,7 +25,7 @@ _SIMPLE_TYPES: dict[str, pa.DataType] = {
     "double": pa.float64(),
     "float": pa.float32(),
     "boolean": pa.bool_(),
-    # Same unit and zone as transform.columns.arrow_type: instants in UTC, millisecond precision.
+    # Same unit and zone as transform.core.columns.arrow_type: instants in UTC, millisecond precision.
     "timestamp": pa.timestamp("ms", tz="UTC"),
     "date": pa.date32(),
 }

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.demo_runner import run_demo
+from tests.support.demo_runner import run_demo
 
 pytestmark = pytest.mark.e2e
 

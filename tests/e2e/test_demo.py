@@ -13,7 +13,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from tests.e2e.demo_runner import run_demo
+from tests.support.demo_runner import run_demo
 
 pytestmark = pytest.mark.e2e
 
@@ -118,7 +118,7 @@ def test_serve_runs_the_pipeline_until_interrupted(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "firehose.cli",
+            "firehose.cli.main",
             "serve",
             "--state",
             str(tmp_path / "state"),

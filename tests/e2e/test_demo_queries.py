@@ -29,10 +29,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from firehose.lake import named_queries
-from firehose.simulator import ConnectSimulator, Contact, Kind, SimulatedRecord, billing_settings
-from firehose.template import lambda_environment, load_template
-from tests.e2e.demo_runner import ROOT, run_demo
+from firehose.deploy.template import lambda_environment, load_template
+from firehose.offline.lake import named_queries
+from firehose.pipeline.simulator import ConnectSimulator, Contact, Kind, SimulatedRecord, billing_settings
+from tests.support.demo_runner import ROOT, run_demo
 
 pytestmark = pytest.mark.e2e
 
@@ -227,9 +227,9 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
 
 
 def run_cli(*arguments: str, env: Mapping[str, str] | None = None) -> str:
-    """``python -m firehose.cli ARGS`` from the repository root; its stdout (it must succeed)."""
+    """``python -m firehose.cli.main ARGS`` from the repository root; its stdout (it must succeed)."""
     result = subprocess.run(
-        [sys.executable, "-m", "firehose.cli", *arguments],
+        [sys.executable, "-m", "firehose.cli.main", *arguments],
         capture_output=True,
         text=True,
         timeout=120,

@@ -28,10 +28,10 @@ from typing import Any
 import boto3
 import pytest
 
-from firehose.directory import seed_directory
-from firehose.simulator import ConnectSimulator
-from tests.e2e.demo_runner import ROOT, run_demo
-from tests.moto_server import REGION
+from firehose.offline.directory_files import seed_directory
+from firehose.pipeline.simulator import ConnectSimulator
+from tests.support.demo_runner import ROOT, run_demo
+from tests.support.moto_server import REGION
 
 pytestmark = pytest.mark.e2e
 
@@ -67,10 +67,10 @@ class Demo:
 
 
 def cli(*arguments: str, env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
-    """``python -m firehose.cli ARGS`` from the repository root, with only the billing settings given."""
+    """``python -m firehose.cli.main ARGS`` from the repository root, with only the billing settings given."""
     environ = {name: value for name, value in os.environ.items() if name not in BILLING_VARIABLES}
     return subprocess.run(
-        [sys.executable, "-m", "firehose.cli", *arguments],
+        [sys.executable, "-m", "firehose.cli.main", *arguments],
         capture_output=True,
         text=True,
         timeout=300,

@@ -14,7 +14,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from transform.columns import DEFAULT_CSV_COLUMNS, arrow_schema
+from transform.core.columns import DEFAULT_CSV_COLUMNS, arrow_schema
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "firehose" / "data" / "example-ctrs.jsonl"

@@ -1,4 +1,4 @@
-"""Chaos mode's faults (``firehose.chaos``) on real boto3 clients talking to the embedded AWS over HTTP,
+"""Chaos mode's faults (``firehose.pipeline.chaos``) on real boto3 clients talking to the embedded AWS over HTTP,
 and the transform wrapper the Lambda child processes run under chaos."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from firehose import chaos
-from firehose.chaos import ChaosPlan, ChaoticAws, Faults, InjectedFault, reconcile
-from firehose.embedded import EmbeddedAws
-from tests.integration.pipeline_support import lambda_role
+from firehose.local_aws.embedded import EmbeddedAws
+from firehose.pipeline import chaos
+from firehose.pipeline.chaos import ChaosPlan, ChaoticAws, Faults, InjectedFault, reconcile
+from tests.support.pipeline_support import lambda_role
 
 pytestmark = pytest.mark.integration
 

@@ -10,18 +10,18 @@ from typing import Any
 
 import pytest
 
-from firehose.chaos import (
+from firehose.local_aws.embedded import EmbeddedAws, deploy_stack, lambda_zip
+from firehose.pipeline.chaos import (
     RECONCILABLE_CSV_COLUMNS,
     ChaosPlan,
     put_ctrs,
     with_redeliveries,
 )
-from firehose.chaos_run import run_pipeline_under_chaos
-from firehose.embedded import EmbeddedAws, deploy_stack, lambda_zip
+from firehose.pipeline.chaos_run import run_pipeline_under_chaos
 from firehose.runtime.runtime import default_options
-from tests.unit.ctr_factory import realistic_ctrs
-from transform.rules import BillableContact, classify
-from transform.settings import TransformSettings
+from tests.support.ctr_factory import realistic_ctrs
+from transform.core.rules import BillableContact, classify
+from transform.core.settings import TransformSettings
 
 pytestmark = pytest.mark.integration
 

@@ -12,12 +12,12 @@ import pytest
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.awsrequest import AWSResponse, HTTPHeaders
 
-from firehose.cli import main
-from firehose.directory import DirectoryRejected, seed_directory
+from firehose.cli.main import main
+from firehose.offline.directory_files import DirectoryRejected, seed_directory
 from lookup.directory import DirectoryEntry, DirectoryTable
-from tests.voicemail_solution import connect_sync
+from tests.support.voicemail_solution import connect_sync
 
-pytest_plugins = ["tests.integration.lookup_fixtures"]
+pytest_plugins = ["tests.support.lookup_fixtures"]
 pytestmark = pytest.mark.integration
 
 A1 = "agent-0001"
@@ -486,7 +486,7 @@ def run_connect_sync(
     dynamodb: Any, table_name: str, connect_users: list[dict[str, str]]
 ) -> list[dict[str, Any]]:
     """One run of the voicemail's ConnectSync against the table: its matching rule (reproduced in
-    tests/voicemail_solution.py from its source) decides the writes, which are then made. Returns them."""
+    tests/support/voicemail_solution.py from its source) decides the writes, which are then made. Returns them."""
     requests = connect_sync(connect_users, plain_items(dynamodb, table_name))
     serializer = TypeSerializer()
     writes = []

@@ -9,10 +9,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from firehose.embedded import MODELS, DeployedStack, EmbeddedAws
-from firehose.template import load_template, resources_of_type
-from tests.integration.pipeline_support import deployed, embedded_aws  # noqa: F401  (fixtures)
-from transform.columns import COLUMNS, LAKE_TABLE
+from firehose.deploy.template import load_template, resources_of_type
+from firehose.local_aws.embedded import MODELS, DeployedStack, EmbeddedAws
+from tests.support.pipeline_support import deployed, embedded_aws  # noqa: F401  (fixtures)
+from transform.core.columns import COLUMNS, LAKE_TABLE
 
 pytestmark = pytest.mark.integration
 

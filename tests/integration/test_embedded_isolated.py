@@ -15,9 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from firehose.embedded import MODELS, TRIM_PATH, DeployedStack, EmbeddedAws, deploy_stack, lambda_zip
-from firehose.template import load_template, resources_of_type
-from tests.integration.pipeline_support import embedded_aws, put_records  # noqa: F401  (fixture)
+from firehose.deploy.template import load_template, resources_of_type
+from firehose.local_aws.embedded import (
+    MODELS,
+    TRIM_PATH,
+    DeployedStack,
+    EmbeddedAws,
+    deploy_stack,
+    lambda_zip,
+)
+from tests.support.pipeline_support import embedded_aws, put_records  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.integration
 

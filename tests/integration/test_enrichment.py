@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
-from firehose.directory import seed_directory
+from firehose.offline.directory_files import seed_directory
 from lookup.directory import CachedDirectory, DirectoryTable
-from transform.batch import BatchTransformer
-from transform.directory import DirectoryEnrichment
-from transform.settings import TransformSettings
+from transform.core.batch import BatchTransformer
+from transform.core.settings import TransformSettings
+from transform.stages.enrichment import DirectoryEnrichment
 
-pytest_plugins = ["tests.integration.lookup_fixtures"]
+pytest_plugins = ["tests.support.lookup_fixtures"]
 pytestmark = pytest.mark.integration
 
 INSTANCE = "arn:aws:connect:us-east-1:111122223333:instance/0f6b7c1e-2d3a-4b5c-8d9e-0a1b2c3d4e5f"

@@ -17,13 +17,13 @@ import boto3
 import pytest
 import requests
 
-from firehose.cli import main
-from firehose.lake import LocalLake, parquet_files
-from tests.lake_samples import LakeSample, build_lake
-from tests.moto_server import REGION
-from transform.columns import COLUMN_NAMES
-from transform.settings import SettingsError, TransformSettings
-from transform.settlement import SETTLEMENT_SQL, SettlementWindow, settle
+from firehose.cli.main import main
+from firehose.offline.lake import LocalLake, parquet_files
+from tests.support.lake_samples import LakeSample, build_lake
+from tests.support.moto_server import REGION
+from transform.core.columns import COLUMN_NAMES
+from transform.core.settings import SettingsError, TransformSettings
+from transform.settlement.export import SETTLEMENT_SQL, SettlementWindow, settle
 
 pytestmark = pytest.mark.integration
 NOW = datetime(2026, 11, 4, 6, 0, tzinfo=UTC)
@@ -166,9 +166,9 @@ def settlement_env(aws_env: str, s3: Any, monkeypatch: pytest.MonkeyPatch) -> di
 
 def cold_start() -> ModuleType:
     """The settlement Lambda's module loaded afresh, as a cold start reads the environment set above."""
-    import transform.settlement_handler
+    import transform.settlement.handler
 
-    return importlib.reload(transform.settlement_handler)
+    return importlib.reload(transform.settlement.handler)
 
 
 def test_scheduled_lambda_settles_yesterday_with_athena_into_the_vendor_bucket(

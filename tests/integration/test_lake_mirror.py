@@ -14,9 +14,9 @@ import boto3
 import pyarrow.parquet as pq
 import pytest
 
-from firehose.lake import S3Location, mirror_s3_partitions, partition_prefixes
-from tests.moto_server import REGION
-from transform.columns import arrow_schema
+from firehose.offline.lake import S3Location, mirror_s3_partitions, partition_prefixes
+from tests.support.moto_server import REGION
+from transform.core.columns import arrow_schema
 
 pytestmark = pytest.mark.integration
 DAY = "billing_rows/year=2026/month=11/day=02/"

@@ -10,9 +10,15 @@ from typing import Any
 import boto3
 import pytest
 
-from firehose.lake import LocalLake, S3Location, mirror_s3_partitions, parquet_files, partition_prefixes
-from tests.lake_samples import build_lake, parse_ts
-from tests.moto_server import REGION
+from firehose.offline.lake import (
+    LocalLake,
+    S3Location,
+    mirror_s3_partitions,
+    parquet_files,
+    partition_prefixes,
+)
+from tests.support.lake_samples import build_lake, parse_ts
+from tests.support.moto_server import REGION
 
 pytestmark = pytest.mark.integration
 

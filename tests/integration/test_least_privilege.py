@@ -26,8 +26,8 @@ from botocore.exceptions import ClientError
 from moto import settings as moto_settings
 from moto.core.authorization import ActionAuthenticatorMixin
 
-from firehose.embedded import ACCOUNT_ID, DeployedStack, EmbeddedAws, deploy_stack, lambda_zip
-from firehose.template import load_template, resources_of_type
+from firehose.deploy.template import load_template, resources_of_type
+from firehose.local_aws.embedded import ACCOUNT_ID, DeployedStack, EmbeddedAws, deploy_stack, lambda_zip
 
 pytestmark = pytest.mark.integration
 

@@ -17,14 +17,15 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from firehose.template import lambda_environment, load_template, resource_properties
-from tests.moto_server import REGION, free_port
-from tests.unit.ctr_factory import billable_ctr, firehose_record, voicemail_ctr
-from transform import handler, ledger
-from transform.batch import BatchResult, BatchTransformer
-from transform.ledger import LedgerUnavailableError
-from transform.rules import Outcome
-from transform.settings import TransformSettings
+from firehose.deploy.template import lambda_environment, load_template, resource_properties
+from tests.support.ctr_factory import billable_ctr, firehose_record, voicemail_ctr
+from tests.support.moto_server import REGION, free_port
+from transform import handler
+from transform.core.batch import BatchResult, BatchTransformer
+from transform.core.rules import Outcome
+from transform.core.settings import TransformSettings
+from transform.stages import ledger
+from transform.stages.ledger import LedgerUnavailableError
 
 pytestmark = pytest.mark.integration
 

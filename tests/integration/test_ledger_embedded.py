@@ -1,4 +1,4 @@
-"""The embedded AWS's ``TransactWriteItems`` (``firehose.embedded_dynamodb``): the ledger's batched claims
+"""The embedded AWS's ``TransactWriteItems`` (``firehose.local_aws.dynamodb_fixes``): the ledger's batched claims
 cost O(items in the transaction), not O(table), and keep DynamoDB's all-or-nothing semantics."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from moto.dynamodb.models import DynamoDBBackend
 
-from firehose import embedded_dynamodb
-from firehose.embedded import EmbeddedAws
-from firehose.template import load_template, resource_properties
+from firehose.deploy.template import load_template, resource_properties
+from firehose.local_aws import dynamodb_fixes as embedded_dynamodb
+from firehose.local_aws.embedded import EmbeddedAws
 
 pytestmark = pytest.mark.integration
 

@@ -18,9 +18,9 @@ import pytest
 from botocore.awsrequest import AWSResponse, HTTPHeaders
 
 from lookup.directory import DirectoryError, DirectoryTable
-from tests.voicemail_solution import CONTACT_FLOW_ATTRIBUTES
+from tests.support.voicemail_solution import CONTACT_FLOW_ATTRIBUTES
 
-pytest_plugins = ["tests.integration.lookup_fixtures"]
+pytest_plugins = ["tests.support.lookup_fixtures"]
 FLOWS = Path(__file__).resolve().parents[2] / "cloudformation" / "flows"
 pytestmark = pytest.mark.integration
 

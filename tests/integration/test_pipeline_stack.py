@@ -12,17 +12,17 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from firehose.embedded import DeployedStack, EmbeddedAws
+from firehose.deploy.template import load_template, resource_properties
+from firehose.local_aws.embedded import DeployedStack, EmbeddedAws
 from firehose.runtime.parquet import glue_arrow_schema
-from firehose.template import load_template, resource_properties
-from tests.integration.pipeline_support import (
+from tests.support.pipeline_support import (
     deployed,  # noqa: F401
     embedded_aws,  # noqa: F401
     objects,
     put_records,
     runtime,
 )
-from transform.columns import LAKE_TABLE, arrow_schema
+from transform.core.columns import LAKE_TABLE, arrow_schema
 
 pytestmark = pytest.mark.integration
 

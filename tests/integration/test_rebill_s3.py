@@ -15,14 +15,14 @@ from typing import Any
 import boto3
 import pytest
 
-from firehose.cli import main
-from firehose.directory import seed_directory
-from firehose.lake import LocalLake
-from tests.lake_samples import LakeSample, build_lake, parse_ts
-from tests.moto_server import REGION
-from tests.unit.ctr_factory import billable_ctr
-from transform.settings import TransformSettings
-from transform.settlement import settle
+from firehose.cli.main import main
+from firehose.offline.directory_files import seed_directory
+from firehose.offline.lake import LocalLake
+from tests.support.ctr_factory import billable_ctr
+from tests.support.lake_samples import LakeSample, build_lake, parse_ts
+from tests.support.moto_server import REGION
+from transform.core.settings import TransformSettings
+from transform.settlement.export import settle
 
 pytestmark = pytest.mark.integration
 NOW = datetime(2026, 11, 9, 6, 0, tzinfo=UTC)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from firehose.embedded import EmbeddedAws
-from tests.integration.pipeline_support import (
+from firehose.local_aws.embedded import EmbeddedAws
+from tests.support.pipeline_support import (
     DirectStack,
     embedded_aws,  # noqa: F401
     objects,

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from firehose.embedded import EmbeddedAws
+from firehose.local_aws.embedded import EmbeddedAws
 from firehose.runtime.source import CheckpointStore, KinesisSource
-from tests.integration.pipeline_support import embedded_aws, put_records  # noqa: F401  (fixture)
+from tests.support.pipeline_support import embedded_aws, put_records  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.integration
 

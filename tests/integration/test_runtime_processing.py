@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from firehose.embedded import EmbeddedAws
+from firehose.local_aws.embedded import EmbeddedAws
 from firehose.runtime.lambda_invoker import InvocationError, LambdaFunction, LocalLambda
-from tests.integration.pipeline_support import (
+from tests.support.pipeline_support import (
     DirectStack,
     embedded_aws,  # noqa: F401
     lambda_processor,
@@ -25,7 +25,7 @@ from tests.integration.pipeline_support import (
 
 pytestmark = pytest.mark.integration
 
-HANDLER = "tests.integration.lambda_handlers.handler"
+HANDLER = "tests.support.lambda_handlers.handler"
 MB = 1024 * 1024
 
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from firehose.lake import LocalLake
-from firehose.template import load_template
-from tests.lake_samples import LakeSample, build_lake
+from firehose.deploy.template import load_template
+from firehose.offline.lake import LocalLake
+from tests.support.lake_samples import LakeSample, build_lake
 
 
 @pytest.fixture(scope="session")
