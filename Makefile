@@ -33,7 +33,7 @@ types: $(STAMP)
 	$(BIN)/mypy
 
 unit: $(STAMP)
-	$(BIN)/pytest tests/unit
+	$(BIN)/pytest -n auto tests/unit
 
 # cfn-lint (informational rules too, config in .cfnlintrc) and checkov with the custom policies
 # in cloudformation/checkov (config in .checkov.yaml): zero findings, skips carry reasons in Metadata.
@@ -46,8 +46,9 @@ template-checks: $(STAMP) $(TOOLS_STAMP)
 package: $(STAMP)
 	$(BIN)/ctr-billing package $(if $(BUCKET),--bucket $(BUCKET)) $(if $(PREFIX),--prefix $(PREFIX)) --output build/packaged.yaml
 
+# pytest-xdist: one worker per core (the moto servers and Lambda workers are per test process).
 test: lint types template-checks
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
