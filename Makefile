@@ -37,7 +37,10 @@ unit: $(STAMP)
 
 # cfn-lint (informational rules too, config in .cfnlintrc) and checkov with the custom policies
 # in cloudformation/checkov (config in .checkov.yaml): zero findings, skips carry reasons in Metadata.
+# Both check build/template.yaml: cloudformation/template.yaml rendered as CloudFormation receives it
+# (queries, flows and metric names filled in from their sources).
 template-checks: $(STAMP) $(TOOLS_STAMP)
+	$(BIN)/ctr-billing package --template-only --output build/template.yaml
 	$(BIN)/cfn-lint --non-zero-exit-code informational
 	$(TOOLS)/bin/checkov --config-file .checkov.yaml
 

@@ -23,14 +23,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from firehose.local_aws.embedded import EmbeddedAws, deploy_stack, lambda_zip
+from firehose.local_aws.server import EmbeddedAws
+from firehose.local_aws.stack import deploy_stack, lambda_zip
 from firehose.pipeline.chaos import (
     RECONCILABLE_CSV_COLUMNS,
     ChaosPlan,
-    put_ctrs,
     with_redeliveries,
 )
 from firehose.pipeline.chaos_run import run_pipeline_under_chaos
+from firehose.pipeline.producer import ctr_records, put_records
 from firehose.runtime.runtime import default_options
 from tests.support.ctr_factory import realistic_ctrs
 from transform.core.rules import BillableContact, classify
@@ -79,8 +80,10 @@ def baseline_run(contacts: int, seed: int, *, without_ledger: bool) -> dict[str,
         ctrs = realistic_ctrs(contacts, seed=seed)
         settings = TransformSettings()
         billable = [ctr["ContactId"] for ctr in ctrs if isinstance(classify(ctr, settings), BillableContact)]
-        published = put_ctrs(
-            aws.client("kinesis"), stack.resources["ContactTraceRecordsStream"], with_redeliveries(ctrs, seed)
+        published = put_records(
+            aws.client("kinesis"),
+            stack.resources["ContactTraceRecordsStream"],
+            ctr_records(with_redeliveries(ctrs, seed)),
         )
         figures = run_pipeline_under_chaos(
             aws,

@@ -20,8 +20,7 @@ from typing import Any
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
-from tests.support.fuzz_inputs import MODES, firehose_batches
-from tests.unit.transform.test_fuzz import check_response, mode
+from tests.support.fuzz_inputs import MODES, check_response, firehose_batches, mode
 
 DEFAULT_SECONDS = 30.0
 ROUND_EXAMPLES = 200

@@ -32,7 +32,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from firehose.pipeline.local import LocalPipeline
 
 SIZES = (10_000, 100_000)
 VARIANTS = ("put-only", "pipeline", "pipeline, no ledger")
@@ -40,8 +43,10 @@ VARIANTS = ("put-only", "pipeline", "pipeline, no ledger")
 
 def measure(contacts: int, variant: str) -> dict[str, Any]:
     """One measurement in this process (the embedded AWS in a child process)."""
-    from firehose.cli.commands.demo import put_all, start_pipeline
-    from firehose.local_aws.embedded import DeployedStack, EmbeddedAws, deploy_stack, lambda_zip
+    from firehose.local_aws.server import EmbeddedAws
+    from firehose.local_aws.stack import DeployedStack, deploy_stack, lambda_zip
+    from firehose.pipeline.local import start_pipeline
+    from firehose.pipeline.producer import put_records
     from firehose.pipeline.simulator import ConnectSimulator
 
     def without_ledger(aws: EmbeddedAws, stack: DeployedStack) -> None:
@@ -63,8 +68,8 @@ def measure(contacts: int, variant: str) -> dict[str, Any]:
             with EmbeddedAws(isolated=True) as aws:
                 stack = deploy_stack(aws, lambda_zip(build))
                 started = time.perf_counter()
-                put = put_all(
-                    aws.client("kinesis"), stack.resources["ContactTraceRecordsStream"], records, _ignore
+                put = put_records(
+                    aws.client("kinesis"), stack.resources["ContactTraceRecordsStream"], records
                 )
                 seconds = time.perf_counter() - started
                 aws_rss = aws.peak_rss_mb()
@@ -74,7 +79,9 @@ def measure(contacts: int, variant: str) -> dict[str, Any]:
             try:
                 started = time.perf_counter()
                 trimming = _Trimmer(pipeline)
-                put = put_all(pipeline.aws.client("kinesis"), pipeline.stream_name(), records, trimming.tick)
+                put = put_records(
+                    pipeline.aws.client("kinesis"), pipeline.stream_name(), records, trimming.tick
+                )
                 pipeline.runtime.drain(timeout=3600)
                 seconds = time.perf_counter() - started
                 memory = pipeline.memory()
@@ -98,21 +105,15 @@ class _Trimmer:
     """Between PutRecords calls, pace the producer as the demo does and let the embedded Kinesis forget
     what every delivery stream delivered."""
 
-    def __init__(self, pipeline: Any) -> None:
+    def __init__(self, pipeline: LocalPipeline) -> None:
         self._pipeline = pipeline
         self._last = time.monotonic()
 
     def tick(self, put: int) -> None:
-        from firehose.cli.commands.demo import hold_back
-
-        hold_back(self._pipeline, put)
+        self._pipeline.hold_back(put)
         if time.monotonic() - self._last >= 0.5:
             self._pipeline.trim_delivered()
             self._last = time.monotonic()
-
-
-def _ignore(_: int) -> None:
-    pass
 
 
 def _run_one(contacts: int, variant: str) -> dict[str, Any]:

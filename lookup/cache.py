@@ -61,8 +61,5 @@ class TTLCache(Generic[K, V]):
         while len(self._entries) > self._max:
             self._entries.popitem(last=False)
 
-    def invalidate(self, key: K) -> None:
-        self._entries.pop(key, None)
-
     def clear(self) -> None:
         self._entries.clear()

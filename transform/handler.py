@@ -6,7 +6,7 @@ Settings are read once, at cold start; a bad value fails the cold start naming t
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
@@ -14,6 +14,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from transform.core.batch import BatchResult, BatchStage, BatchTransformer
 from transform.core.settings import TransformSettings
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "ctr-billing-transform")
 NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "CtrBilling")
@@ -24,7 +27,7 @@ metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
 SETTINGS = TransformSettings.from_environ(os.environ)
 
 
-def _stages(settings: TransformSettings, dynamodb: Any = None) -> list[BatchStage]:
+def _stages(settings: TransformSettings, dynamodb: DynamoDBClient | None = None) -> list[BatchStage]:
     """Optional batch stages; each imports boto3 only when its setting is on (and no client is given)."""
     stages: list[BatchStage] = []
     if settings.directory_table:

@@ -1,9 +1,10 @@
 """Build the Lambda zip and a packaged template, like ``aws cloudformation package``.
 
 One zip serves every function in ``cloudformation/template.yaml``: the ``transform`` and ``lookup``
-packages plus the runtime dependencies (``[project].dependencies``: aws-lambda-powertools, tzdata)
-installed for the Lambda platform the template declares - manylinux wheels for its architecture and
-Python version, never this machine's. boto3 is left out: the Lambda runtime provides it.
+packages, the named queries (``cloudformation/queries/``, which the settlement export reads), and the
+runtime dependencies (``[project].dependencies``: aws-lambda-powertools, tzdata) installed for the Lambda
+platform the template declares - manylinux wheels for its architecture and Python version, never this
+machine's. boto3 is left out: the Lambda runtime provides it.
 
 ``build_lambda_zip`` is deterministic (sorted entries, fixed timestamps), so the same sources give the
 same bytes and the same content-addressed S3 key.
@@ -28,7 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from firehose.deploy.template import TEMPLATE_PATH, load_template, loads_template, resources_of_type
+from firehose.deploy.template import TEMPLATE_PATH, Template, dumps_template, load_template, resources_of_type
+from transform.settlement.queries import QUERIES_DIR
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -116,7 +118,7 @@ def build_lambda_zip(output_dir: Path, template_path: Path = TEMPLATE_PATH) -> P
     os.close(handle)
     partial = Path(partial_name)
     entries = sorted(
-        [*_dependency_entries(dependencies), *_source_entries()],
+        [*_dependency_entries(dependencies), *_source_entries(), *_query_entries()],
         key=lambda entry: entry[0],
     )
     try:
@@ -209,6 +211,13 @@ def _source_entries() -> Iterator[tuple[str, Path]]:
             yield f"{package}/{relative.as_posix()}", path
 
 
+def _query_entries() -> Iterator[tuple[str, Path]]:
+    # At their path in the repository: the code finds them relative to its package, in both places.
+    root = QUERIES_DIR.parents[1]
+    for path in sorted(QUERIES_DIR.glob("*.sql")):
+        yield path.relative_to(root).as_posix(), path
+
+
 def _files(root: Path) -> Iterator[Path]:
     for directory, subdirectories, files in os.walk(root):
         subdirectories[:] = sorted(d for d in subdirectories if d != "__pycache__")
@@ -245,36 +254,21 @@ def upload_lambda_zip(s3: S3Client, zip_path: Path, bucket: str, prefix: str = "
     return key
 
 
-def packaged_template(template_text: str, bucket: str, key: str) -> str:
-    """The template with ``LambdaCodeBucket``/``LambdaCodeKey`` defaulting to the uploaded zip.
-
-    Edits only the two parameters' ``Default`` lines, so comments and layout survive; the result is
-    parsed back and checked.
-    """
-    text = template_text
-    for parameter, value in zip(CODE_PARAMETERS, (bucket, key), strict=True):
-        text = _set_parameter_default(text, parameter, value)
-    parameters = loads_template(text)["Parameters"]
-    if (
-        parameters[CODE_PARAMETERS[0]].get("Default") != bucket
-        or parameters[CODE_PARAMETERS[1]].get("Default") != key
-    ):
-        raise PackagingError("could not set the code parameters' defaults in the template")
-    return text
-
-
-def _set_parameter_default(text: str, parameter: str, value: str) -> str:
-    block = re.compile(
-        rf"^(?P<indent>[ ]+){re.escape(parameter)}:[ ]*\n(?P<body>(?:(?P=indent)[ ]+.*\n)+)", re.M
-    )
-    section = re.search(r"^Parameters:[ ]*\n", text, re.M)
-    match = block.search(text, section.end()) if section else None
-    if match is None:
-        raise PackagingError(f"parameter {parameter} not found in the template")
-    body = match.group("body")
-    body_indent = re.match(r"[ ]+", body)
-    assert body_indent is not None  # the body pattern starts with spaces
-    default_line = f"{body_indent.group(0)}Default: {json.dumps(value)}\n"
-    existing = re.compile(rf"^{body_indent.group(0)}Default:.*\n", re.M)
-    new_body = existing.sub(default_line, body, count=1) if existing.search(body) else default_line + body
-    return text[: match.start("body")] + new_body + text[match.end("body") :]
+def packaged_template(template: Template, bucket: str, key: str) -> str:
+    """The rendered template as YAML, with ``LambdaCodeBucket``/``LambdaCodeKey`` defaulting to the
+    uploaded zip."""
+    parameters = template.get("Parameters", {})
+    missing = [name for name in CODE_PARAMETERS if name not in parameters]
+    if missing:
+        raise PackagingError(f"the template has no parameter {', '.join(missing)}")
+    packaged = {
+        **template,
+        "Parameters": {
+            **parameters,
+            **{
+                name: {**parameters[name], "Default": value}
+                for name, value in zip(CODE_PARAMETERS, (bucket, key), strict=True)
+            },
+        },
+    }
+    return dumps_template(packaged)

@@ -17,14 +17,14 @@ held twice rather than guess.
 from __future__ import annotations
 
 import csv
-import io
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO
 
 from firehose.cli.errors import CommandError
-from lookup.directory import ChangesNotApplied, DirectoryEntry, DirectoryTable, EntryChange
+from lookup.directory import DirectoryEntry
+from lookup.directory_admin import ChangesNotApplied, DirectoryAdmin, EntryChange
 from lookup.identifiers import is_agent_id, is_extension
 
 if TYPE_CHECKING:
@@ -170,7 +170,7 @@ def read_csv(source: TextIO) -> tuple[list[tuple[int, dict[str, str]]], list[Lin
 
 
 def import_entries(
-    table: DirectoryTable,
+    table: DirectoryAdmin,
     rows: Sequence[tuple[int, Mapping[str, str]]],
     problems: Sequence[LineProblem] = (),
 ) -> int:
@@ -225,12 +225,12 @@ def import_failure(failure: ChangesNotApplied, entries: Sequence[NumberedEntry])
     )
 
 
-def import_csv(table: DirectoryTable, source: TextIO) -> int:
+def import_csv(table: DirectoryAdmin, source: TextIO) -> int:
     rows, problems = read_csv(source)
     return import_entries(table, rows, problems)
 
 
-def export_csv(table: DirectoryTable, output: TextIO) -> int:
+def export_csv(table: DirectoryAdmin, output: TextIO) -> int:
     """Every agent with an extension, ordered by extension, with a header: re-importable as is."""
     entries = sorted((entry for entry in table.scan() if entry.extension), key=_export_order)
     writer = csv.writer(output, lineterminator="\n")
@@ -244,7 +244,7 @@ def _export_order(entry: DirectoryEntry) -> tuple[int, str, str]:
     return (int(entry.extension) if entry.extension.isdigit() else -1, entry.extension, entry.agent_id)
 
 
-def set_extension(table: DirectoryTable, agent_id: str, extension: str, username: str | None = None) -> None:
+def set_extension(table: DirectoryAdmin, agent_id: str, extension: str, username: str | None = None) -> None:
     problem = entry_problem(agent_id, extension, username or "")
     if problem is not None:
         raise CommandError(problem)
@@ -259,7 +259,7 @@ def set_extension(table: DirectoryTable, agent_id: str, extension: str, username
     table.set_extension(agent_id, extension, username)
 
 
-def remove_agent(table: DirectoryTable, agent_id: str) -> None:
+def remove_agent(table: DirectoryAdmin, agent_id: str) -> None:
     if not is_agent_id(agent_id):
         raise CommandError(f"agentId {agent_id!r} is not an agent id")
     if not table.remove_extension(agent_id):
@@ -272,14 +272,4 @@ def seed_directory(
     """Write directory entries (mappings with ``agentId``, ``extension``, optional ``username``) with
     the same checks as ``import``; returns how many were written. For demos and tests."""
     rows = [(number, entry) for number, entry in enumerate(entries, start=1)]
-    return import_entries(DirectoryTable(dynamodb_client, table_name), rows)
-
-
-def entries_csv(entries: Iterable[DirectoryEntry]) -> str:
-    """A directory CSV (with header) of the given entries."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(COLUMNS)
-    for entry in entries:
-        writer.writerow((entry.agent_id, entry.extension, entry.username))
-    return buffer.getvalue()
+    return import_entries(DirectoryAdmin(dynamodb_client, table_name), rows)

@@ -22,13 +22,12 @@ import sqlglot
 import sqlglot.errors
 
 from transform.core.columns import COLUMNS, LAKE_TABLE, PARTITION_KEYS, ColumnType
+from transform.settlement.queries import LATEST_VIEW, named_queries, sql_string
 
 if TYPE_CHECKING:
     import pyarrow as pa
     from mypy_boto3_s3 import S3Client
 
-QUERIES_DIR = Path(__file__).resolve().parents[2] / "cloudformation" / "queries"
-LATEST_VIEW = "latest_billing_rows"
 SETTLED_MANIFESTS = "settled_manifests"
 # Where ``ctr-billing demo`` leaves its lake by default (the demo's DIR defaults to out/demo).
 DEFAULT_LAKE = Path("out/demo/lake")
@@ -67,11 +66,6 @@ class QueryResult:
 
     def records(self) -> list[dict[str, Any]]:
         return [dict(zip(self.columns, row, strict=True)) for row in self.rows]
-
-
-def named_queries(directory: Path = QUERIES_DIR) -> dict[str, str]:
-    """The named queries (Athena SQL) by name: the file names under ``cloudformation/queries/``."""
-    return {path.stem: path.read_text(encoding="utf-8") for path in sorted(directory.glob("*.sql"))}
 
 
 def to_duckdb(sql: str) -> str:
@@ -136,7 +130,7 @@ class StreamedRows(Sequence[Mapping[str, object]]):
 class LocalLake:
     """DuckDB over a lake folder; also the DuckDB ``SettlementEngine`` of the daily export."""
 
-    def __init__(self, lake: Path, settled: Path | None = None, *, queries: Path = QUERIES_DIR) -> None:
+    def __init__(self, lake: Path, settled: Path | None = None) -> None:
         self.path = lake
         self._connection = duckdb.connect(":memory:")
         try:
@@ -149,7 +143,7 @@ class LocalLake:
             self._confine([*files, *manifests])
             self._create_table(files)
             self._create_manifests(manifests, settled)
-            self._connection.execute(to_duckdb(named_queries(queries)[LATEST_VIEW]))
+            self._connection.execute(to_duckdb(named_queries()[LATEST_VIEW]))
         except BaseException:
             self._connection.close()
             raise
@@ -227,7 +221,7 @@ class LocalLake:
         # A view, not a copy: DuckDB reads only the columns and partitions a query needs.
         # Partition keys are strings in Glue; DuckDB would otherwise guess integers ('02' -> 2).
         hive_types = "{" + ", ".join(f"'{key}': 'VARCHAR'" for key in PARTITION_KEYS) + "}"
-        paths = "[" + ", ".join(_sql_string(str(path)) for path in files) + "]"
+        paths = "[" + ", ".join(sql_string(str(path)) for path in files) + "]"
         # union_by_name: files written before a column joined the registry hold nulls there, as in Athena.
         source = f"read_parquet({paths}, hive_partitioning = true, hive_types = {hive_types}, union_by_name = true)"
         view = f"CREATE VIEW {LAKE_TABLE} AS SELECT {select}, {', '.join(PARTITION_KEYS)} FROM {source}"  # noqa: S608
@@ -250,10 +244,6 @@ class LocalLake:
             self._connection.execute(insert, [[str(path) for path in manifests]])
         except duckdb.Error as error:
             raise LakeError(f"cannot read the settled manifests under {settled}: {error}") from None
-
-
-def _sql_string(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 # --- S3 lakes --------------------------------------------------------------------------------------

@@ -33,8 +33,16 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from botocore.client import BaseClient
+    from mypy_boto3_s3 import S3Client
+
+    from firehose.runtime.runtime import AwsEndpoint
+
+ClientT = TypeVar("ClientT", bound="BaseClient")
 
 S3_PUT_FAILURE = 0.30
 TRANSFORM_FAILURE = 0.10
@@ -117,7 +125,7 @@ class Faults:
         self._reads = 0
         self._consecutive_throttles = 0
 
-    def instrument(self, service: str, client: Any) -> Any:
+    def instrument(self, service: str, client: ClientT) -> ClientT:
         events = client.meta.events
         if service == "s3":
             events.register("before-send.s3.PutObject", self._s3_put)
@@ -175,23 +183,19 @@ class Faults:
 class ChaoticAws:
     """An ``AwsEndpoint`` (what ``FirehoseRuntime`` takes) whose clients carry the run's faults."""
 
-    def __init__(self, aws: Any, faults: Faults) -> None:
+    def __init__(self, aws: AwsEndpoint, faults: Faults) -> None:
         self._aws = aws
         self.faults = faults
-        self.region: str = aws.region
-
-    @property
-    def endpoint(self) -> str:
-        endpoint: str = self._aws.endpoint
-        return endpoint
+        self.region = aws.region
 
     @property
     def environment(self) -> dict[str, str]:
-        environment: dict[str, str] = self._aws.environment
-        return environment
+        return self._aws.environment
 
     def client(self, service: str, *, max_attempts: int = 3) -> Any:
-        return self.faults.instrument(service, self._aws.client(service, max_attempts=max_attempts))
+        # Any, as ``AwsEndpoint.client``: the service's client type follows from the name the caller gives.
+        client: BaseClient = self._aws.client(service, max_attempts=max_attempts)
+        return self.faults.instrument(service, client)
 
 
 # --- inside the Lambda child process ----------------------------------------------------------------
@@ -250,25 +254,6 @@ def with_redeliveries(ctrs: Sequence[dict[str, Any]], seed: int, share: float = 
     return [*ctrs, *extra]
 
 
-def put_ctrs(kinesis: Any, stream_name: str, ctrs: Iterable[Mapping[str, Any]], batch: int = 500) -> int:
-    """PutRecords in batches, partitioned by contact; failed entries are put again. Returns the count."""
-    pending = [
-        {"Data": json.dumps(ctr, separators=(",", ":")).encode(), "PartitionKey": str(ctr.get("ContactId"))}
-        for ctr in ctrs
-    ]
-    total = len(pending)
-    for start in range(0, total, batch):
-        entries = pending[start : start + batch]
-        while entries:
-            response = kinesis.put_records(StreamName=stream_name, Records=entries)
-            entries = [
-                entry
-                for entry, result in zip(entries, response["Records"], strict=True)
-                if "ErrorCode" in result
-            ]
-    return total
-
-
 # --- kills and restarts -----------------------------------------------------------------------------
 
 
@@ -281,8 +266,9 @@ def summed_counts(snapshots: Iterable[Mapping[str, Mapping[str, int]]]) -> dict[
     return {stream: dict(counts) for stream, counts in total.items()}
 
 
-def vendor_row_contact_ids(s3: Any, bucket: str, prefix: str = "billing/") -> list[str]:
-    """The contact_id (first column, ``RECONCILABLE_CSV_COLUMNS``) of every vendor row under ``prefix``."""
+def vendor_row_contact_ids(s3: S3Client, bucket: str, prefix: str = "billing/") -> list[str]:
+    """The contact_id (first column, ``RECONCILABLE_CSV_COLUMNS``) of every vendor row under ``prefix``:
+    the one reader of what the vendor received, for every chaos verdict."""
     import csv
     import io
 

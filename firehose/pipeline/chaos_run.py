@@ -1,21 +1,20 @@
 """Chaos mode's side of ``ctr-billing demo --chaos SEED``: a runtime that is killed and restarted from
 its checkpoints, the billable contacts of what was put, and the verdict for ``summary.json``.
 
-The faults themselves are ``firehose.pipeline.chaos`` (kept free of runtime imports: the Lambda child processes
-import it). The demo calls ``chaos_runtime`` instead of building a ``FirehoseRuntime``, passes its
-records through ``BillableTap`` and adds ``chaos_summary`` to its summary.
+The faults themselves are ``firehose.pipeline.chaos`` (kept free of runtime imports: the Lambda child
+processes import it). The local pipeline calls ``chaos_runtime`` instead of building a
+``FirehoseRuntime``; the demo passes its records through ``BillableTap`` and adds ``chaos_summary`` to
+its summary.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from firehose.pipeline.chaos import (
     RECONCILABLE_CSV_COLUMNS,
@@ -27,12 +26,13 @@ from firehose.pipeline.chaos import (
     vendor_row_contact_ids,
 )
 from firehose.runtime import FirehoseRuntime, RuntimeFailure, WorkerOptions
+from firehose.runtime.delivery import processed
 from firehose.runtime.runtime import AwsEndpoint
 from transform.core.rules import BillableContact, classify
 from transform.core.settings import TransformSettings
 
-# Outcomes of a record in a delivery stream's counts: once one of these is counted, it was processed.
-PROCESSED = ("delivered", "dropped", "processing-failed", "format-conversion-failed")
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 
 def stack_parameters(plan: ChaosPlan | None) -> dict[str, str]:
@@ -96,7 +96,7 @@ class RestartingRuntime(FirehoseRuntime):
         vendor = [
             worker.config.name for worker in runtime.workers if worker.config.bucket == self._vendor_bucket
         ]
-        return sum(counts.get(name, {}).get(outcome, 0) for name in vendor for outcome in PROCESSED)
+        return sum(processed(counts.get(name, {})) for name in vendor)
 
     def _kill_at_points(self) -> None:
         try:
@@ -192,7 +192,8 @@ def run_pipeline_under_chaos(
     runtime = RestartingRuntime(aws, options, plan, records_published, vendor_bucket).start()
     runtime.stop(drain=True, timeout=drain_timeout)
     counts = runtime.counts()
-    verdict = reconcile(billable_contact_ids, vendor_row_contact_ids(aws.client("s3"), vendor_bucket))
+    s3: S3Client = aws.client("s3")
+    verdict = reconcile(billable_contact_ids, vendor_row_contact_ids(s3, vendor_bucket))
     return {
         **verdict.as_dict(),
         "chaos": {
@@ -229,19 +230,11 @@ class BillableTap:
             yield data, partition_key
 
 
-def vendor_contact_ids(vendor_data: Path) -> list[str]:
-    """The contact_id (first column under chaos) of every row of the downloaded vendor data files."""
-    contact_ids: list[str] = []
-    for path in sorted(vendor_data.rglob("*")):
-        if path.is_file():
-            with path.open(newline="", encoding="utf-8") as rows:
-                contact_ids.extend(row[0] for row in csv.reader(rows) if row)
-    return contact_ids
-
-
-def chaos_summary(runtime: FirehoseRuntime, tap: BillableTap, vendor_data: Path) -> dict[str, Any]:
+def chaos_summary(
+    runtime: FirehoseRuntime, tap: BillableTap, s3: S3Client, vendor_bucket: str, vendor_prefix: str
+) -> dict[str, Any]:
     """``lost`` and ``duplicate_vendor_rows`` for summary.json, with what chaos injected."""
-    verdict = reconcile(tap.contact_ids, vendor_contact_ids(vendor_data))
+    verdict = reconcile(tap.contact_ids, vendor_row_contact_ids(s3, vendor_bucket, vendor_prefix))
     figures: dict[str, Any] = {"lost": verdict.lost, "duplicate_vendor_rows": verdict.duplicate_vendor_rows}
     if isinstance(runtime, RestartingRuntime):
         figures["chaos"] = {

@@ -12,12 +12,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from firehose.runtime.config import DeliveryStreamConfig
 from firehose.runtime.lambda_invoker import LocalLambda
 from firehose.runtime.parquet import ParquetConverter, glue_arrow_schema
-from firehose.runtime.processing import ErrorDocument, Output, RecordProcessor
+from firehose.runtime.processing import PROCESSING_FAILED, ErrorDocument, Output, RecordProcessor
 from firehose.runtime.s3_writer import (
     DeliveryAborted,
     PrefixError,
@@ -29,6 +29,12 @@ from firehose.runtime.s3_writer import (
     utc_from_ms,
 )
 from firehose.runtime.source import CheckpointStore, KinesisSource, SourceRecord
+
+if TYPE_CHECKING:
+    from mypy_boto3_glue import GlueClient
+    from mypy_boto3_glue.type_defs import GetTableRequestTypeDef
+    from mypy_boto3_kinesis import KinesisClient
+    from mypy_boto3_s3 import S3Client
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,13 +54,20 @@ class WorkerOptions:
     discover_seconds: float = 30.0
 
 
-# Outcome names used in counts (and summary.json).
+# Outcome names used in counts (and summary.json). Error outcomes are also the error output types
+# (``!{firehose:error-output-type}``).
 READ = "records_read"
 DELIVERED = "delivered"
 DROPPED = "dropped"
-PROCESSING_FAILED = "processing-failed"
 FORMAT_CONVERSION_FAILED = "format-conversion-failed"
 PARTITIONING_FAILED = "partitioning-failed"
+# Once a record is counted under one of these, its delivery stream is done with it.
+FINAL_OUTCOMES = (DELIVERED, DROPPED, PROCESSING_FAILED, FORMAT_CONVERSION_FAILED, PARTITIONING_FAILED)
+
+
+def processed(counts: Mapping[str, int]) -> int:
+    """Records a delivery stream has finished with, from its counts (``DeliveryStreamWorker.snapshot``)."""
+    return sum(counts.get(outcome, 0) for outcome in FINAL_OUTCOMES)
 
 
 @dataclass(slots=True)
@@ -76,9 +89,9 @@ class DeliveryStreamWorker:
         config: DeliveryStreamConfig,
         *,
         region: str,
-        kinesis: Any,
-        s3: Any,
-        glue: Any,
+        kinesis: KinesisClient,
+        s3: S3Client,
+        glue: GlueClient,
         function: LocalLambda | None,
         options: WorkerOptions,
         abort: threading.Event,
@@ -100,7 +113,10 @@ class DeliveryStreamWorker:
         self._catalog_table: dict[str, Any] = {}
         conversion = config.format_conversion
         if conversion is not None:
-            arguments: dict[str, Any] = {"DatabaseName": conversion.database, "Name": conversion.table}
+            arguments: GetTableRequestTypeDef = {
+                "DatabaseName": conversion.database,
+                "Name": conversion.table,
+            }
             if conversion.catalog_id:
                 arguments["CatalogId"] = conversion.catalog_id
             table = glue.get_table(**arguments)["Table"]

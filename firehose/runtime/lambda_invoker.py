@@ -19,14 +19,24 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import msgspec
 
+from firehose.runtime import lambda_worker
 from firehose.runtime.lambda_worker import HEADER, RESULT_FRAMING
 from firehose.runtime.processes import peak_rss_mb
 
+if TYPE_CHECKING:
+    from mypy_boto3_lambda import LambdaClient
+
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
+# The execution environment runs the worker as a script, not as ``-m firehose.runtime.lambda_worker``:
+# runpy would first import the ``firehose.runtime`` package (the local Firehose, pyarrow included: ~60 MB
+# in every execution environment, which Lambda's does not hold), which imports the worker, and then warn
+# on the first line of every function log that it runs a module already imported. ``-P`` keeps the
+# script's folder off ``sys.path``, where the runtime's modules would shadow top-level names.
+WORKER_COMMAND = (sys.executable, "-P", str(Path(lambda_worker.__file__).resolve()))
 
 
 class InvocationError(RuntimeError):
@@ -48,7 +58,7 @@ class LambdaFunction:
     memory_mb: int
 
     @classmethod
-    def resolve(cls, lambda_client: Any, function: str) -> LambdaFunction:
+    def resolve(cls, lambda_client: LambdaClient, function: str) -> LambdaFunction:
         configuration = lambda_client.get_function_configuration(FunctionName=function)
         return cls(
             name=configuration["FunctionName"],
@@ -99,7 +109,7 @@ class LocalLambda:
         self._log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = self._log_path.open("ab")
         return subprocess.Popen(
-            [sys.executable, "-m", "firehose.runtime.lambda_worker"],
+            WORKER_COMMAND,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._log,

@@ -6,9 +6,10 @@ different ``Environment``s. A child process gives each function its own module i
 ``os.environ`` with no patching of the runtime's, and runs transforms beside the runtime on another
 core. The process stays warm between invocations, as a Lambda execution environment does.
 
-Protocol: length-prefixed JSON frames; requests on stdin, responses on the file descriptor that was
-stdout. The handler's own stdout (powertools logs and metrics) goes to stderr, which the runtime
-points at the function's log file.
+Run as a script (``lambda_invoker.WORKER_COMMAND``), so the process imports nothing of the project
+but this module and the handler's own. Protocol: length-prefixed JSON frames; requests on stdin,
+responses on the file descriptor that was stdout. The handler's own stdout (powertools logs and
+metrics) goes to stderr, which the runtime points at the function's log file.
 """
 
 from __future__ import annotations

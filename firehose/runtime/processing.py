@@ -17,8 +17,13 @@ import msgspec
 from firehose.runtime.config import DeliveryStreamConfig, delimiter
 from firehose.runtime.lambda_invoker import MAX_PAYLOAD_BYTES, InvocationError, LocalLambda
 from firehose.runtime.source import SourceRecord
+from transform.core.backoff import Backoff
 
 RESULTS = frozenset({"Ok", "Dropped", "ProcessingFailed"})
+# Pauses between attempts at an invocation: short, as the batch holds up its delivery stream meanwhile.
+INVOCATION_BACKOFF = Backoff(cap_seconds=1.0)
+# The error output type (and count) of records the processor failed.
+PROCESSING_FAILED = "processing-failed"
 
 
 @dataclass(slots=True)
@@ -165,7 +170,7 @@ def processing_failed(
 ) -> ErrorDocument:
     return ErrorDocument(
         record,
-        "processing-failed",
+        PROCESSING_FAILED,
         {
             "attemptsMade": attempts,
             "arrivalTimestamp": record.arrival_ms,
@@ -198,13 +203,15 @@ class RecordProcessor:
         config: DeliveryStreamConfig,
         region: str,
         function: LocalLambda | None,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], object] = time.sleep,
+        backoff: Backoff = INVOCATION_BACKOFF,
     ) -> None:
         self._config = config
         self._region = region
         self._function = function
         self._retries = config.number_of_retries()
         self._sleep = sleep
+        self._backoff = backoff
         self._max_records_bytes = MAX_PAYLOAD_BYTES - event_envelope_size(config, region)
 
     def process(self, records: Sequence[SourceRecord]) -> ProcessedBatch:
@@ -258,7 +265,7 @@ class RecordProcessor:
                 batch.failed_invocations += 1
                 last_error = error
                 if attempts <= self._retries:
-                    self._sleep(min(0.05 * 2**attempts, 1.0))
+                    self._sleep(self._backoff.pause(attempts))
                 continue
             survivors: list[Output] = []
             ended = _now_ms()

@@ -11,11 +11,18 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from firehose.runtime.config import DeliveryStreamConfig
 from firehose.runtime.delivery import DeliveryStreamWorker, WorkerOptions
 from firehose.runtime.lambda_invoker import LambdaFunction, LocalLambda
+
+if TYPE_CHECKING:
+    from mypy_boto3_firehose import FirehoseClient
+    from mypy_boto3_glue import GlueClient
+    from mypy_boto3_kinesis import KinesisClient
+    from mypy_boto3_lambda import LambdaClient
+    from mypy_boto3_s3 import S3Client
 
 
 class AwsEndpoint(Protocol):
@@ -40,9 +47,9 @@ class FirehoseRuntime:
         self._functions: dict[str, LocalLambda] = {}
 
     def start(self) -> FirehoseRuntime:
-        firehose = self._aws.client("firehose")
-        lambda_client = self._aws.client("lambda")
-        glue = self._aws.client("glue")
+        firehose: FirehoseClient = self._aws.client("firehose")
+        lambda_client: LambdaClient = self._aws.client("lambda")
+        glue: GlueClient = self._aws.client("glue")
         for name in _delivery_stream_names(firehose):
             description = firehose.describe_delivery_stream(DeliveryStreamName=name)[
                 "DeliveryStreamDescription"
@@ -54,12 +61,14 @@ class FirehoseRuntime:
             function = None
             if processor is not None:
                 function = self._function(lambda_client, processor.parameters["LambdaArn"])
+            kinesis: KinesisClient = self._aws.client("kinesis")
+            # S3 retries are the runtime's own (never give up); botocore's are for the other calls.
+            s3: S3Client = self._aws.client("s3", max_attempts=1)
             worker = DeliveryStreamWorker(
                 config,
                 region=self._aws.region,
-                # S3 retries are the runtime's own (never give up); botocore's are for the other calls.
-                kinesis=self._aws.client("kinesis"),
-                s3=self._aws.client("s3", max_attempts=1),
+                kinesis=kinesis,
+                s3=s3,
                 glue=glue,
                 function=function,
                 options=self._options,
@@ -70,7 +79,7 @@ class FirehoseRuntime:
             worker.start()
         return self
 
-    def _function(self, lambda_client: Any, arn: str) -> LocalLambda:
+    def _function(self, lambda_client: LambdaClient, arn: str) -> LocalLambda:
         if arn not in self._functions:
             function = LambdaFunction.resolve(lambda_client, arn)
             self._functions[arn] = LocalLambda(
@@ -153,15 +162,16 @@ class FirehoseRuntime:
         self.stop(drain=exc_type is None)
 
 
-def _delivery_stream_names(firehose: Any) -> list[str]:
+def _delivery_stream_names(firehose: FirehoseClient) -> list[str]:
     names: list[str] = []
-    kwargs: dict[str, Any] = {"Limit": 100}
+    page = firehose.list_delivery_streams(Limit=100)
     while True:
-        page = firehose.list_delivery_streams(**kwargs)
         names.extend(page["DeliveryStreamNames"])
         if not page.get("HasMoreDeliveryStreams") or not page["DeliveryStreamNames"]:
             return names
-        kwargs["ExclusiveStartDeliveryStreamName"] = page["DeliveryStreamNames"][-1]
+        page = firehose.list_delivery_streams(
+            Limit=100, ExclusiveStartDeliveryStreamName=page["DeliveryStreamNames"][-1]
+        )
 
 
 def default_options(state_dir: Path, **overrides: Any) -> WorkerOptions:

@@ -10,15 +10,24 @@ import threading
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
+
+from transform.core.backoff import Backoff
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import PutObjectRequestTypeDef
 
 _EXPRESSION = re.compile(r"!\{([^}]*)\}")
 _JAVA_FIELDS = {"yyyy": "%Y", "yy": "%y", "MM": "%m", "dd": "%d", "HH": "%H", "mm": "%M", "ss": "%S"}
 _JAVA_TOKEN = re.compile(r"yyyy|yy|MM|dd|HH|mm|ss|'[^']*'")
 DEFAULT_TIME_PREFIX = "yyyy/MM/dd/HH"
 _RANDOM_ALPHABET = string.ascii_letters + string.digits
+# Pauses between attempts at a write: up to 5 s, since a failing bucket may take a while to come back
+# (e.g. throttling by S3 under load) and the write is never abandoned.
+WRITE_BACKOFF = Backoff(cap_seconds=5.0)
 
 
 class PrefixError(ValueError):
@@ -100,23 +109,24 @@ class S3Writer:
 
     def __init__(
         self,
-        s3: Any,
+        s3: S3Client,
         bucket: str,
         kms_key_arn: str | None,
         abort: threading.Event,
         sleep: Callable[[float], object] | None = None,
-        max_backoff_seconds: float = 5.0,
+        backoff: Backoff = WRITE_BACKOFF,
     ) -> None:
         self._s3 = s3
         self._bucket = bucket
         self._kms_key_arn = kms_key_arn
         self._abort = abort
+        # Waiting on the abort event: a stop ends a pause at once instead of after it.
         self._sleep = sleep or abort.wait
-        self._max_backoff = max_backoff_seconds
+        self._backoff = backoff
         self.retries = 0
 
     def put(self, key: str, body: bytes, content_type: str = "application/octet-stream") -> None:
-        arguments: dict[str, Any] = {
+        arguments: PutObjectRequestTypeDef = {
             "Bucket": self._bucket,
             "Key": key,
             "Body": body,
@@ -125,7 +135,7 @@ class S3Writer:
         if self._kms_key_arn:
             arguments["ServerSideEncryption"] = "aws:kms"
             arguments["SSEKMSKeyId"] = self._kms_key_arn
-        delay = 0.1
+        attempts = 0
         while True:
             try:
                 self._s3.put_object(**arguments)
@@ -135,9 +145,9 @@ class S3Writer:
                     raise DeliveryAborted(
                         f"stopped while retrying a write to bucket {self._bucket}"
                     ) from None
+                attempts += 1
                 self.retries += 1
-                self._sleep(delay)
-                delay = min(delay * 2, self._max_backoff)
+                self._sleep(self._backoff.pause(attempts))
 
 
 def utc_from_ms(milliseconds: int) -> datetime:

@@ -21,9 +21,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
+
+if TYPE_CHECKING:
+    from mypy_boto3_kinesis import KinesisClient
+    from mypy_boto3_kinesis.type_defs import ShardTypeDef
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +90,7 @@ class KinesisSource:
 
     def __init__(
         self,
-        kinesis: Any,
+        kinesis: KinesisClient,
         stream_arn: str,
         start_at: datetime,
         checkpoints: CheckpointStore,
@@ -114,15 +118,14 @@ class KinesisSource:
         """List the stream's shards again before the next read (a drain must not miss a new shard)."""
         self._discover_now = True
 
-    def _list_shards(self) -> list[dict[str, Any]]:
-        shards: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {"StreamARN": self._stream_arn}
-        while True:
-            page = self._kinesis.list_shards(**kwargs)
+    def _list_shards(self) -> list[ShardTypeDef]:
+        page = self._kinesis.list_shards(StreamARN=self._stream_arn)
+        shards = list(page["Shards"])
+        while page.get("NextToken"):
+            # A page after the first is named by its token alone (ListShards refuses the stream with it).
+            page = self._kinesis.list_shards(NextToken=page["NextToken"])
             shards.extend(page["Shards"])
-            if not page.get("NextToken"):
-                return shards
-            kwargs = {"NextToken": page["NextToken"]}
+        return shards
 
     def _discover(self) -> None:
         shards = self._list_shards()

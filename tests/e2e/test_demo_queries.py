@@ -30,9 +30,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from firehose.deploy.template import lambda_environment, load_template
-from firehose.offline.lake import named_queries
 from firehose.pipeline.simulator import ConnectSimulator, Contact, Kind, SimulatedRecord, billing_settings
 from tests.support.demo_runner import ROOT, run_demo
+from transform.settlement.queries import named_queries
 
 pytestmark = pytest.mark.e2e
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from firehose.local_aws.embedded import EmbeddedAws
+from firehose.local_aws.server import EmbeddedAws
 from firehose.pipeline import chaos
 from firehose.pipeline.chaos import ChaosPlan, ChaoticAws, Faults, InjectedFault, reconcile
 from tests.support.pipeline_support import lambda_role

@@ -10,14 +10,15 @@ from typing import Any
 
 import pytest
 
-from firehose.local_aws.embedded import EmbeddedAws, deploy_stack, lambda_zip
+from firehose.local_aws.server import EmbeddedAws
+from firehose.local_aws.stack import deploy_stack, lambda_zip
 from firehose.pipeline.chaos import (
     RECONCILABLE_CSV_COLUMNS,
     ChaosPlan,
-    put_ctrs,
     with_redeliveries,
 )
 from firehose.pipeline.chaos_run import run_pipeline_under_chaos
+from firehose.pipeline.producer import ctr_records, put_records
 from firehose.runtime.runtime import default_options
 from tests.support.ctr_factory import realistic_ctrs
 from transform.core.rules import BillableContact, classify
@@ -41,7 +42,9 @@ def chaos_run(
             if isinstance(classify(ctr, TransformSettings()), BillableContact)
         ]
         traffic = with_redeliveries(ctrs, seed, share=0.1)
-        published = put_ctrs(aws.client("kinesis"), stack.resources["ContactTraceRecordsStream"], traffic)
+        published = put_records(
+            aws.client("kinesis"), stack.resources["ContactTraceRecordsStream"], ctr_records(traffic)
+        )
         plan = ChaosPlan(
             seed=seed,
             without_ledger=without_ledger,

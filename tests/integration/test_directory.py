@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
@@ -14,8 +14,12 @@ from botocore.awsrequest import AWSResponse, HTTPHeaders
 
 from firehose.cli.main import main
 from firehose.offline.directory_files import DirectoryRejected, seed_directory
-from lookup.directory import DirectoryEntry, DirectoryTable
+from lookup.directory import DirectoryEntry
+from lookup.directory_admin import DirectoryAdmin
 from tests.support.voicemail_solution import connect_sync
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 pytest_plugins = ["tests.support.lookup_fixtures"]
 pytestmark = pytest.mark.integration
@@ -39,8 +43,8 @@ def cli(aws_env: str, directory_table: str, capsys: pytest.CaptureFixture[str]) 
 
 
 @pytest.fixture
-def table(dynamodb: Any, directory_table: str) -> DirectoryTable:
-    return DirectoryTable(dynamodb, directory_table)
+def table(dynamodb: DynamoDBClient, directory_table: str) -> DirectoryAdmin:
+    return DirectoryAdmin(dynamodb, directory_table)
 
 
 @pytest.fixture
@@ -71,7 +75,7 @@ def on_calls(numbers: set[int], action: Callable[[], Any]) -> Callable[..., Any]
     return handler
 
 
-def raw_items(dynamodb: Any, table_name: str) -> dict[str, dict[str, Any]]:
+def raw_items(dynamodb: DynamoDBClient, table_name: str) -> dict[str, dict[str, Any]]:
     """Every item of the table with all its attributes, by agent id."""
     items: dict[str, dict[str, Any]] = {}
     for page in dynamodb.get_paginator("scan").paginate(TableName=table_name, ConsistentRead=True):
@@ -87,7 +91,7 @@ def many_rows(count: int) -> str:
     )
 
 
-def entries(table: DirectoryTable) -> set[DirectoryEntry]:
+def entries(table: DirectoryAdmin) -> set[DirectoryEntry]:
     return set(table.scan())
 
 
@@ -100,7 +104,7 @@ def write(tmp_path: Path, text: str) -> str:
 # --- import / export -------------------------------------------------------------------------------
 
 
-def test_import_then_export_round_trips(cli: Any, table: DirectoryTable, tmp_path: Path) -> None:
+def test_import_then_export_round_trips(cli: Any, table: DirectoryAdmin, tmp_path: Path) -> None:
     # GIVEN a directory CSV (username optional per line)
     source = write(tmp_path, f"agentId,extension,username\n{A2},202,dr.b\n{A1},101,dr.a\n\n{A3},7,\n")
     # WHEN it is imported
@@ -122,21 +126,21 @@ def test_import_then_export_round_trips(cli: Any, table: DirectoryTable, tmp_pat
     assert len(entries(table)) == 3
 
 
-def test_export_to_a_file(cli: Any, table: DirectoryTable, tmp_path: Path) -> None:
+def test_export_to_a_file(cli: Any, table: DirectoryAdmin, tmp_path: Path) -> None:
     table.set_extension(A1, "11", "dr.a")
     target = tmp_path / "out.csv"
     assert cli("export", "--output", str(target))[0] == 0
     assert target.read_text() == f"agentId,extension,username\n{A1},11,dr.a\n"
 
 
-def test_import_of_more_than_one_transaction(cli: Any, table: DirectoryTable, tmp_path: Path) -> None:
+def test_import_of_more_than_one_transaction(cli: Any, table: DirectoryAdmin, tmp_path: Path) -> None:
     rows = "".join(f"agent-{n:04d},{1000 + n},\n" for n in range(250))
     assert cli("import", write(tmp_path, "agentId,extension,username\n" + rows))[0] == 0
     assert len(entries(table)) == 250
 
 
 def test_import_rejects_every_bad_line_and_writes_nothing(
-    cli: Any, table: DirectoryTable, tmp_path: Path
+    cli: Any, table: DirectoryAdmin, tmp_path: Path
 ) -> None:
     # GIVEN the table already gives 500 to agent-0009
     table.set_extension("agent-0009", "500")
@@ -172,7 +176,7 @@ def test_import_rejects_every_bad_line_and_writes_nothing(
     assert "  line 2:" not in err
 
 
-def test_import_may_swap_extensions_between_agents(cli: Any, table: DirectoryTable, tmp_path: Path) -> None:
+def test_import_may_swap_extensions_between_agents(cli: Any, table: DirectoryAdmin, tmp_path: Path) -> None:
     table.set_extension(A1, "101")
     table.set_extension(A2, "202")
     assert cli("import", write(tmp_path, f"agentId,extension\n{A1},202\n{A2},101\n"))[0] == 0
@@ -182,7 +186,7 @@ def test_import_may_swap_extensions_between_agents(cli: Any, table: DirectoryTab
 @pytest.mark.parametrize(
     "header", ["agent,extension,username", "agentId,username", "agentId,extension,email", ""]
 )
-def test_import_refuses_a_wrong_header(cli: Any, table: DirectoryTable, tmp_path: Path, header: str) -> None:
+def test_import_refuses_a_wrong_header(cli: Any, table: DirectoryAdmin, tmp_path: Path, header: str) -> None:
     status, _, err = cli("import", write(tmp_path, f"{header}\n{A1},101,dr.a\n"))
     assert status == 2
     assert "line 1: header must be agentId,extension,username" in err
@@ -196,7 +200,7 @@ def test_import_of_a_missing_file(cli: Any, tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def populated(dynamodb: Any, directory_table: str) -> dict[str, dict[str, Any]]:
+def populated(dynamodb: DynamoDBClient, directory_table: str) -> dict[str, dict[str, Any]]:
     """A table the 250-row file touches in every way: an agent it moves (with voicemail settings and a
     username it replaces), a voicemail-only item it gives an extension, an agent of the second
     transaction, and an agent outside the file. Returns the items as they are."""
@@ -219,7 +223,7 @@ def populated(dynamodb: Any, directory_table: str) -> dict[str, dict[str, Any]]:
 def test_import_failing_in_a_later_transaction_is_rolled_back(
     cli: Any,
     cli_session: boto3.Session,
-    dynamodb: Any,
+    dynamodb: DynamoDBClient,
     directory_table: str,
     populated: dict[str, dict[str, Any]],
     tmp_path: Path,
@@ -256,7 +260,7 @@ def test_import_failing_in_a_later_transaction_is_rolled_back(
 def test_import_refuses_to_overwrite_a_concurrent_change(
     cli: Any,
     cli_session: boto3.Session,
-    dynamodb: Any,
+    dynamodb: DynamoDBClient,
     directory_table: str,
     populated: dict[str, dict[str, Any]],
     tmp_path: Path,
@@ -294,7 +298,7 @@ def test_import_refuses_to_overwrite_a_concurrent_change(
 
 
 def test_import_whose_rollback_fails_says_exactly_what_is_written(
-    cli: Any, cli_session: boto3.Session, table: DirectoryTable, tmp_path: Path
+    cli: Any, cli_session: boto3.Session, table: DirectoryAdmin, tmp_path: Path
 ) -> None:
     # GIVEN an empty table, a 250-row file, a second transaction that fails,
     # and a rollback whose first three deletes fail too
@@ -322,7 +326,7 @@ def test_import_whose_rollback_fails_says_exactly_what_is_written(
 
 
 def test_import_retries_a_throttled_transaction(
-    cli: Any, cli_session: boto3.Session, table: DirectoryTable, tmp_path: Path
+    cli: Any, cli_session: boto3.Session, table: DirectoryAdmin, tmp_path: Path
 ) -> None:
     # GIVEN DynamoDB throttles the second transaction once
     throttled = aws_error(
@@ -343,7 +347,7 @@ def test_import_retries_a_throttled_transaction(
 
 
 def test_set_adds_and_changes_an_extension_keeping_other_attributes(
-    cli: Any, table: DirectoryTable, dynamodb: Any, directory_table: str
+    cli: Any, table: DirectoryAdmin, dynamodb: DynamoDBClient, directory_table: str
 ) -> None:
     # GIVEN a voicemail-solution item for A1 with its own settings
     dynamodb.put_item(
@@ -362,7 +366,7 @@ def test_set_adds_and_changes_an_extension_keeping_other_attributes(
     assert table.get(A1) == DirectoryEntry(A1, "4417", "dr.okafor")
 
 
-def test_set_refuses_an_extension_held_by_another_agent_naming_both(cli: Any, table: DirectoryTable) -> None:
+def test_set_refuses_an_extension_held_by_another_agent_naming_both(cli: Any, table: DirectoryAdmin) -> None:
     table.set_extension(A1, "4417")
     status, _, err = cli("set", A2, "4417")
     assert status == 2
@@ -379,7 +383,7 @@ def test_set_refuses_an_extension_held_by_another_agent_naming_both(cli: Any, ta
     ],
 )
 def test_set_refuses_malformed_input(
-    cli: Any, table: DirectoryTable, agent: str, extension: str, problem: str
+    cli: Any, table: DirectoryAdmin, agent: str, extension: str, problem: str
 ) -> None:
     status, _, err = cli("set", agent, extension)
     assert status == 2
@@ -388,7 +392,7 @@ def test_set_refuses_malformed_input(
 
 
 def test_remove_deletes_a_plain_entry_and_keeps_voicemail_settings(
-    cli: Any, table: DirectoryTable, dynamodb: Any, directory_table: str
+    cli: Any, table: DirectoryAdmin, dynamodb: DynamoDBClient, directory_table: str
 ) -> None:
     table.set_extension(A1, "101", "dr.a")
     dynamodb.put_item(
@@ -406,7 +410,7 @@ def test_remove_deletes_a_plain_entry_and_keeps_voicemail_settings(
     assert cli("set", A3, "202")[0] == 0
 
 
-def test_remove_of_an_unknown_agent_is_refused(cli: Any, table: DirectoryTable, directory_table: str) -> None:
+def test_remove_of_an_unknown_agent_is_refused(cli: Any, table: DirectoryAdmin, directory_table: str) -> None:
     status, _, err = cli("remove", A1)
     assert status == 2
     assert f"agent {A1} is not in the directory table {directory_table}" in err
@@ -414,7 +418,7 @@ def test_remove_of_an_unknown_agent_is_refused(cli: Any, table: DirectoryTable, 
 
 @pytest.mark.parametrize("agent", ["a/b", "", ".dot-first", "x" * 129, "agent 1"])
 def test_remove_refuses_a_malformed_agent_id_and_changes_nothing(
-    cli: Any, dynamodb: Any, directory_table: str, populated: dict[str, dict[str, Any]], agent: str
+    cli: Any, dynamodb: DynamoDBClient, directory_table: str, populated: dict[str, dict[str, Any]], agent: str
 ) -> None:
     # GIVEN a populated directory
     # WHEN remove is given something that is not an agent id
@@ -429,7 +433,7 @@ def test_remove_refuses_a_malformed_agent_id_and_changes_nothing(
 
 
 def test_table_comes_from_directory_table_env(
-    cli: Any, table: DirectoryTable, directory_table: str, monkeypatch: pytest.MonkeyPatch
+    cli: Any, table: DirectoryAdmin, directory_table: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DIRECTORY_TABLE", directory_table)
     assert cli("set", A1, "1", table=None)[0] == 0
@@ -454,7 +458,7 @@ def test_missing_table_is_reported_with_the_aws_error_code(cli: Any) -> None:
 
 
 def test_seed_directory_applies_the_import_rules(
-    dynamodb: Any, directory_table: str, table: DirectoryTable
+    dynamodb: DynamoDBClient, directory_table: str, table: DirectoryAdmin
 ) -> None:
     written = seed_directory(
         dynamodb,
@@ -473,7 +477,7 @@ def test_seed_directory_applies_the_import_rules(
 # --- living beside the voicemail solution's nightly sync ------------------------------------------
 
 
-def plain_items(dynamodb: Any, table_name: str) -> list[dict[str, Any]]:
+def plain_items(dynamodb: DynamoDBClient, table_name: str) -> list[dict[str, Any]]:
     """The table's items as the voicemail solution's DocumentClient scan sees them (plain values)."""
     deserializer = TypeDeserializer()
     return [
@@ -483,7 +487,7 @@ def plain_items(dynamodb: Any, table_name: str) -> list[dict[str, Any]]:
 
 
 def run_connect_sync(
-    dynamodb: Any, table_name: str, connect_users: list[dict[str, str]]
+    dynamodb: DynamoDBClient, table_name: str, connect_users: list[dict[str, str]]
 ) -> list[dict[str, Any]]:
     """One run of the voicemail's ConnectSync against the table: its matching rule (reproduced in
     tests/support/voicemail_solution.py from its source) decides the writes, which are then made. Returns them."""
@@ -507,7 +511,7 @@ def run_connect_sync(
 
 
 def test_rows_written_by_the_cli_survive_the_voicemail_sync_unchanged(
-    cli: Any, dynamodb: Any, directory_table: str, tmp_path: Path
+    cli: Any, dynamodb: DynamoDBClient, directory_table: str, tmp_path: Path
 ) -> None:
     # GIVEN providers entered with import and set, under their Connect user names
     assert (
@@ -529,7 +533,7 @@ def test_rows_written_by_the_cli_survive_the_voicemail_sync_unchanged(
 
 
 def test_a_row_without_a_username_keeps_its_extension_through_the_sync(
-    cli: Any, dynamodb: Any, directory_table: str, table: DirectoryTable
+    cli: Any, dynamodb: DynamoDBClient, directory_table: str, table: DirectoryAdmin
 ) -> None:
     # GIVEN a provider set without a username
     assert cli("set", A1, "101")[0] == 0
@@ -540,7 +544,7 @@ def test_a_row_without_a_username_keeps_its_extension_through_the_sync(
 
 
 def test_a_row_without_user_id_is_what_the_sync_would_overwrite_and_set_mends_it(
-    cli: Any, dynamodb: Any, directory_table: str, table: DirectoryTable
+    cli: Any, dynamodb: DynamoDBClient, directory_table: str, table: DirectoryAdmin
 ) -> None:
     # GIVEN a row as an earlier ctr-billing wrote it: no userId
     dynamodb.put_item(
@@ -561,7 +565,7 @@ def test_a_row_without_user_id_is_what_the_sync_would_overwrite_and_set_mends_it
 
 
 def test_the_sync_removes_rows_of_users_gone_from_connect(
-    cli: Any, dynamodb: Any, directory_table: str, table: DirectoryTable
+    cli: Any, dynamodb: DynamoDBClient, directory_table: str, table: DirectoryAdmin
 ) -> None:
     # The voicemail owns which rows exist: a provider deleted from Connect loses the row, extension included.
     assert cli("set", A1, "101", "--username", "dr.a")[0] == 0

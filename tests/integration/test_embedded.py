@@ -10,7 +10,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from firehose.deploy.template import load_template, resources_of_type
-from firehose.local_aws.embedded import MODELS, DeployedStack, EmbeddedAws
+from firehose.local_aws.models import MODELS
+from firehose.local_aws.server import EmbeddedAws
+from firehose.local_aws.stack import DeployedStack
 from tests.support.pipeline_support import deployed, embedded_aws  # noqa: F401  (fixtures)
 from transform.core.columns import COLUMNS, LAKE_TABLE
 

@@ -16,14 +16,9 @@ from pathlib import Path
 import pytest
 
 from firehose.deploy.template import load_template, resources_of_type
-from firehose.local_aws.embedded import (
-    MODELS,
-    TRIM_PATH,
-    DeployedStack,
-    EmbeddedAws,
-    deploy_stack,
-    lambda_zip,
-)
+from firehose.local_aws.models import MODELS
+from firehose.local_aws.server import TRIM_PATH, EmbeddedAws
+from firehose.local_aws.stack import DeployedStack, deploy_stack, lambda_zip
 from tests.support.pipeline_support import embedded_aws, put_records  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.integration

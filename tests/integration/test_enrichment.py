@@ -7,7 +7,7 @@ import base64
 import csv
 import io
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -16,6 +16,9 @@ from lookup.directory import CachedDirectory, DirectoryTable
 from transform.core.batch import BatchTransformer
 from transform.core.settings import TransformSettings
 from transform.stages.enrichment import DirectoryEnrichment
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 pytest_plugins = ["tests.support.lookup_fixtures"]
 pytestmark = pytest.mark.integration
@@ -68,7 +71,7 @@ def extensions_of(response_records: list[dict[str, Any]]) -> list[str]:
 
 
 @pytest.fixture
-def seeded(dynamodb: Any, directory_table: str) -> str:
+def seeded(dynamodb: DynamoDBClient, directory_table: str) -> str:
     # Agents 0..249 have extensions 1000..1249; agent 999 is not in the directory.
     seed_directory(
         dynamodb,
@@ -81,7 +84,9 @@ def seeded(dynamodb: Any, directory_table: str) -> str:
     return directory_table
 
 
-def test_queue_routed_calls_get_the_providers_extension(dynamodb: Any, seeded: str, count_calls: Any) -> None:
+def test_queue_routed_calls_get_the_providers_extension(
+    dynamodb: DynamoDBClient, seeded: str, count_calls: Any
+) -> None:
     # GIVEN a Firehose batch of 300 billable CTRs answered by 250 distinct agents, none with the attribute
     calls = count_calls(dynamodb)
     stage = DirectoryEnrichment(CachedDirectory(DirectoryTable(dynamodb, seeded), cache_seconds=300))
@@ -103,7 +108,7 @@ def test_queue_routed_calls_get_the_providers_extension(dynamodb: Any, seeded: s
 
 
 def test_dialled_extension_wins_and_unknown_agents_stay_empty(
-    dynamodb: Any, seeded: str, count_calls: Any
+    dynamodb: DynamoDBClient, seeded: str, count_calls: Any
 ) -> None:
     # GIVEN a CTR whose caller dialled 77 (attribute set), one by an agent not in the directory,
     # and one enriched normally
@@ -119,7 +124,7 @@ def test_dialled_extension_wins_and_unknown_agents_stay_empty(
 
 
 def test_an_agent_arn_that_is_no_agent_id_is_not_looked_up(
-    dynamodb: Any, seeded: str, count_calls: Any
+    dynamodb: DynamoDBClient, seeded: str, count_calls: Any
 ) -> None:
     # GIVEN a batch where one CTR's Agent.ARN ends in 3,000 characters (no agent id; a key DynamoDB
     # would refuse, failing the whole batch) beside one enriched normally
@@ -136,7 +141,7 @@ def test_an_agent_arn_that_is_no_agent_id_is_not_looked_up(
 
 
 def test_batch_without_contacts_needing_enrichment_reads_nothing(
-    dynamodb: Any, seeded: str, count_calls: Any
+    dynamodb: DynamoDBClient, seeded: str, count_calls: Any
 ) -> None:
     calls = count_calls(dynamodb)
     stage = DirectoryEnrichment(CachedDirectory(DirectoryTable(dynamodb, seeded), cache_seconds=300))
@@ -162,7 +167,7 @@ def test_transform_lambda_stages_enrich_when_directory_table_is_set(aws_env: str
 
 
 def test_directory_failure_fails_the_invocation_so_firehose_retries(
-    aws_env: str, dynamodb: Any, count_calls: Any
+    aws_env: str, dynamodb: DynamoDBClient, count_calls: Any
 ) -> None:
     # GIVEN the configured directory table is missing
     stage = DirectoryEnrichment(CachedDirectory(DirectoryTable(dynamodb, "no-such-table"), cache_seconds=300))

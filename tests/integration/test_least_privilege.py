@@ -27,7 +27,8 @@ from moto import settings as moto_settings
 from moto.core.authorization import ActionAuthenticatorMixin
 
 from firehose.deploy.template import load_template, resources_of_type
-from firehose.local_aws.embedded import ACCOUNT_ID, DeployedStack, EmbeddedAws, deploy_stack, lambda_zip
+from firehose.local_aws.server import ACCOUNT_ID, EmbeddedAws
+from firehose.local_aws.stack import DeployedStack, deploy_stack, lambda_zip
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
@@ -26,6 +26,11 @@ from transform.core.rules import Outcome
 from transform.core.settings import TransformSettings
 from transform.stages import ledger
 from transform.stages.ledger import LedgerUnavailableError
+from transform.stages.ledger_dynamodb import KEY_ATTRIBUTE, TTL_ATTRIBUTE, LedgerTable
+from transform.stages.ledger_store import DynamoLedger
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 pytestmark = pytest.mark.integration
 
@@ -39,12 +44,12 @@ def ledger_table_properties() -> dict[str, Any]:
 
 
 @pytest.fixture
-def dynamodb(aws_env: str) -> Any:
+def dynamodb(aws_env: str) -> DynamoDBClient:
     return boto3.client("dynamodb", region_name=REGION, endpoint_url=aws_env)
 
 
 @pytest.fixture
-def ledger_table(dynamodb: Any) -> Iterator[str]:
+def ledger_table(dynamodb: DynamoDBClient) -> Iterator[str]:
     """A fresh ledger table per test, keyed exactly as the template's ``BillingLedgerTable``."""
     properties = ledger_table_properties()
     name = f"ledger-{uuid.uuid4().hex[:12]}"
@@ -91,9 +96,9 @@ def test_key_schema_and_ttl_match_the_template() -> None:
     # GIVEN the template's ledger table (the adapter writes these attribute names)
     properties = ledger_table_properties()
     # THEN its hash key and TTL attribute are the ones the ledger writes
-    assert properties["KeySchema"] == [{"AttributeName": ledger.KEY_ATTRIBUTE, "KeyType": "HASH"}]
-    assert {"AttributeName": ledger.KEY_ATTRIBUTE, "AttributeType": "S"} in properties["AttributeDefinitions"]
-    assert properties["TimeToLiveSpecification"]["AttributeName"] == ledger.TTL_ATTRIBUTE
+    assert properties["KeySchema"] == [{"AttributeName": KEY_ATTRIBUTE, "KeyType": "HASH"}]
+    assert {"AttributeName": KEY_ATTRIBUTE, "AttributeType": "S"} in properties["AttributeDefinitions"]
+    assert properties["TimeToLiveSpecification"]["AttributeName"] == TTL_ATTRIBUTE
 
 
 def test_only_the_vendor_transform_is_ledgered_and_may_claim() -> None:
@@ -116,7 +121,7 @@ def test_only_the_vendor_transform_is_ledgered_and_may_claim() -> None:
     assert sorted(statements[0]["Action"]) == ["dynamodb:BatchGetItem", "dynamodb:PutItem"]
 
 
-def test_duplicates_across_batches_are_dropped(ledger_table: str, dynamodb: Any) -> None:
+def test_duplicates_across_batches_are_dropped(ledger_table: str, dynamodb: DynamoDBClient) -> None:
     # GIVEN two contacts billed in a first batch
     transformer = vendor_transformer(ledger_table)
     first, second = billable_ctr(), billable_ctr()
@@ -206,7 +211,7 @@ def test_a_republished_version_with_billing_changes_is_counted_as_a_correction(l
     assert result.outcomes[Outcome.BILLING_CORRECTION] == 1
 
 
-def test_a_large_batch_is_claimed_in_a_few_batched_calls(ledger_table: str, dynamodb: Any) -> None:
+def test_a_large_batch_is_claimed_in_a_few_batched_calls(ledger_table: str, dynamodb: DynamoDBClient) -> None:
     # GIVEN a vendor transform whose ledger client counts its calls, and 250 new contacts of which the
     # last 20 arrive a second time (republished) in the same batch
     counting = CountingClient(dynamodb)
@@ -230,7 +235,9 @@ def test_a_large_batch_is_claimed_in_a_few_batched_calls(ledger_table: str, dyna
     assert counting.calls == Counter({"batch_get_item": 6, "transact_write_items": 3})
 
 
-def test_a_race_lost_inside_a_transaction_is_decided_by_the_winner(ledger_table: str, dynamodb: Any) -> None:
+def test_a_race_lost_inside_a_transaction_is_decided_by_the_winner(
+    ledger_table: str, dynamodb: DynamoDBClient
+) -> None:
     # GIVEN three new contacts, two of which a concurrent invocation claims with other Kinesis records
     # (one with a different duration) between this invocation's read and its transaction
     mine = [billable_ctr(talk_seconds=300) for _ in range(3)]
@@ -262,7 +269,7 @@ def test_a_race_lost_inside_a_transaction_is_decided_by_the_winner(ledger_table:
     assert dynamodb.scan(TableName=ledger_table)["Count"] == 3
 
 
-def test_the_ledger_holds_no_phi(ledger_table: str, dynamodb: Any) -> None:
+def test_the_ledger_holds_no_phi(ledger_table: str, dynamodb: DynamoDBClient) -> None:
     # GIVEN a billed contact with a phone number
     phone = "+12025550177"
     vendor_transformer(ledger_table).transform(records([billable_ctr(phone=phone)]))
@@ -273,7 +280,7 @@ def test_the_ledger_holds_no_phi(ledger_table: str, dynamodb: Any) -> None:
 
 
 @pytest.mark.parametrize("call", LEDGER_CALLS)
-def test_throttling_is_retried_with_backoff(ledger_table: str, dynamodb: Any, call: str) -> None:
+def test_throttling_is_retried_with_backoff(ledger_table: str, dynamodb: DynamoDBClient, call: str) -> None:
     # GIVEN a ledger whose client is throttled on its first three reads, or its first three transactions
     throttled = ThrottlingClient(dynamodb, failures=3, calls=(call,))
     settings = TransformSettings.from_environ({"LEDGER_TABLE": ledger_table})
@@ -287,13 +294,14 @@ def test_throttling_is_retried_with_backoff(ledger_table: str, dynamodb: Any, ca
     assert dynamodb.scan(TableName=ledger_table)["Count"] == 2
 
 
-def test_a_ledger_that_stays_throttled_fails_the_invocation(ledger_table: str, dynamodb: Any) -> None:
+def test_a_ledger_that_stays_throttled_fails_the_invocation(
+    ledger_table: str, dynamodb: DynamoDBClient
+) -> None:
     # GIVEN a ledger throttled for longer than the retry budget (no sleeping in the test)
     settings = TransformSettings.from_environ({"LEDGER_TABLE": ledger_table})
-    adapter = ledger.DynamoLedger(
-        ThrottlingClient(dynamodb, failures=100), ledger_table, 1, max_attempts=4, sleep=lambda _: None
-    )
-    transformer = BatchTransformer(settings, [ledger.LedgerStage(adapter)])
+    table = LedgerTable(ThrottlingClient(dynamodb, failures=100), ledger_table, 1)
+    store = DynamoLedger(table, max_attempts=4, sleep=lambda _: None)
+    transformer = BatchTransformer(settings, [ledger.LedgerStage(store)])
     # WHEN a batch is transformed THEN the invocation fails (Firehose retries it)
     with pytest.raises(LedgerUnavailableError, match="throttled"):
         transformer.transform(records([billable_ctr()]))
@@ -319,7 +327,7 @@ def test_an_unreachable_ledger_fails_the_invocation_with_no_rows(
 class ThrottlingClient:
     """A DynamoDB client that raises ``ThrottlingException`` on the first ``failures`` calls of ``calls``."""
 
-    def __init__(self, client: Any, failures: int, calls: Sequence[str] = LEDGER_CALLS) -> None:
+    def __init__(self, client: DynamoDBClient, failures: int, calls: Sequence[str] = LEDGER_CALLS) -> None:
         self._client = client
         self._failures = failures
         self._calls = calls
@@ -346,7 +354,7 @@ class CountingClient:
     """A DynamoDB client that counts its calls by operation; ``before_transaction`` runs before each
     ``TransactWriteItems`` (to play a concurrent invocation)."""
 
-    def __init__(self, client: Any, before_transaction: Callable[[], None] | None = None) -> None:
+    def __init__(self, client: DynamoDBClient, before_transaction: Callable[[], None] | None = None) -> None:
         self._client = client
         self._before_transaction = before_transaction
         self._lock = threading.Lock()

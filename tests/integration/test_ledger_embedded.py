@@ -1,5 +1,6 @@
-"""The embedded AWS's ``TransactWriteItems`` (``firehose.local_aws.dynamodb_fixes``): the ledger's batched claims
-cost O(items in the transaction), not O(table), and keep DynamoDB's all-or-nothing semantics."""
+"""The embedded AWS's ``TransactWriteItems`` (fix ``dynamodb-transaction-rollback`` in
+``firehose.local_aws.moto_fixes``): the ledger's batched claims cost O(items in the transaction), not
+O(table), and keep DynamoDB's all-or-nothing semantics."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ import pytest
 from moto.dynamodb.models import DynamoDBBackend
 
 from firehose.deploy.template import load_template, resource_properties
-from firehose.local_aws import dynamodb_fixes as embedded_dynamodb
-from firehose.local_aws.embedded import EmbeddedAws
+from firehose.local_aws import moto_fixes
+from firehose.local_aws.server import EmbeddedAws
 
 pytestmark = pytest.mark.integration
 
@@ -63,7 +64,7 @@ def count(dynamodb: Any, table: str) -> int:
 def test_the_embedded_aws_serves_the_patched_transactions(aws: EmbeddedAws) -> None:
     # GIVEN the embedded AWS (its module installs the patch in the process that serves)
     # THEN moto's TransactWriteItems is the patched one
-    assert DynamoDBBackend.transact_write_items is embedded_dynamodb._transact_write_items
+    assert DynamoDBBackend.transact_write_items is moto_fixes._transact_with_item_rollback
 
 
 def test_a_transaction_on_a_big_table_costs_its_own_items_only(dynamodb: Any, big_table: str) -> None:

@@ -12,13 +12,19 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from botocore.awsrequest import AWSResponse, HTTPHeaders
+from botocore.client import BaseClient
 
-from lookup.directory import DirectoryError, DirectoryTable
+from lookup.directory import DirectoryError
+from lookup.directory_admin import DirectoryAdmin
+from tests.events import CONNECT_GET_AGENT_BY_EXTENSION, CONNECT_GET_EXTENSION_BY_AGENT_ID, load_event
 from tests.support.voicemail_solution import CONTACT_FLOW_ATTRIBUTES
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 pytest_plugins = ["tests.support.lookup_fixtures"]
 FLOWS = Path(__file__).resolve().parents[2] / "cloudformation" / "flows"
@@ -40,18 +46,15 @@ class FakeContext:
 
 
 def connect_event(parameters: dict[str, Any], instance: str | None = INSTANCE) -> dict[str, Any]:
-    """The shape Amazon Connect sends a Lambda from a flow, with the patient's number in it."""
-    contact: dict[str, Any] = {
-        "Attributes": {},
-        "Channel": "VOICE",
-        "ContactId": "3b9f1c2e-5d4a-4e6b-9c8d-1f2e3a4b5c6d",
-        "CustomerEndpoint": {"Address": PATIENT_PHONE, "Type": "TELEPHONE_NUMBER"},
-        "InitialContactId": "3b9f1c2e-5d4a-4e6b-9c8d-1f2e3a4b5c6d",
-        "InitiationMethod": "INBOUND",
-    }
+    """The event a contact flow sends a Lambda (``tests/events``, the patient's number in it), with these
+    parameters and this instance (None: no ``InstanceARN``)."""
+    event = load_event(CONNECT_GET_AGENT_BY_EXTENSION)
+    event["Details"]["Parameters"] = parameters
+    contact = event["Details"]["ContactData"]
+    del contact["InstanceARN"]
     if instance is not None:
         contact["InstanceARN"] = instance
-    return {"Details": {"ContactData": contact, "Parameters": parameters}, "Name": "ContactFlowEvent"}
+    return event
 
 
 def load_handler(monkeypatch: pytest.MonkeyPatch, table: str, **env: str) -> ModuleType:
@@ -69,8 +72,8 @@ def handler(aws_env: str, directory_table: str, monkeypatch: pytest.MonkeyPatch)
 
 
 @pytest.fixture
-def table(dynamodb: Any, directory_table: str) -> DirectoryTable:
-    table = DirectoryTable(dynamodb, directory_table)
+def table(dynamodb: DynamoDBClient, directory_table: str) -> DirectoryAdmin:
+    table = DirectoryAdmin(dynamodb, directory_table)
     table.set_extension(AGENT, "4417", "dr.okafor")
     return table
 
@@ -79,7 +82,7 @@ class ConnectUsers:
     """Answers the handler's DescribeUser calls as Connect would (the embedded AWS has no Connect users):
     a ``before-call`` handler on the handler's own Connect client, so the real client code runs."""
 
-    def __init__(self, client: Any, names: dict[str, tuple[str, str]]) -> None:
+    def __init__(self, client: BaseClient, names: dict[str, tuple[str, str]]) -> None:
         self.names = names
         self.calls: list[dict[str, Any]] = []
         client.meta.events.register("before-call.connect.DescribeUser", self._answer)
@@ -103,22 +106,22 @@ def connect_users(handler: ModuleType) -> ConnectUsers:
 # --- get_agent_extension_by_agent_id ---------------------------------------------------------------
 
 
-def test_agent_arn_gives_the_agents_extension(handler: ModuleType, table: DirectoryTable) -> None:
+def test_agent_arn_gives_the_agents_extension(handler: ModuleType, table: DirectoryAdmin) -> None:
     # GIVEN agent AGENT holds extension 4417
     # WHEN the whisper flow passes the agent's ARN
-    answer = handler.get_agent_extension_by_agent_id(
-        connect_event({"AgentArn": f"{INSTANCE}/agent/{AGENT}"}), FakeContext()
-    )
+    event = load_event(CONNECT_GET_EXTENSION_BY_AGENT_ID)
+    assert event["Details"]["Parameters"] == {"AgentArn": f"{INSTANCE}/agent/{AGENT}"}
+    answer = handler.get_agent_extension_by_agent_id(event, FakeContext())
     # THEN the extension comes back as a flat map of strings
     assert answer == {"found": "true", "extension": "4417"}
 
 
-def test_bare_agent_id_is_accepted(handler: ModuleType, table: DirectoryTable) -> None:
+def test_bare_agent_id_is_accepted(handler: ModuleType, table: DirectoryAdmin) -> None:
     answer = handler.get_agent_extension_by_agent_id(connect_event({"AgentArn": AGENT}), FakeContext())
     assert answer == {"found": "true", "extension": "4417"}
 
 
-def test_unknown_agent_is_not_found(handler: ModuleType, table: DirectoryTable) -> None:
+def test_unknown_agent_is_not_found(handler: ModuleType, table: DirectoryAdmin) -> None:
     answer = handler.get_agent_extension_by_agent_id(
         connect_event({"AgentArn": f"{INSTANCE}/agent/{OTHER_AGENT}"}), FakeContext()
     )
@@ -127,7 +130,7 @@ def test_unknown_agent_is_not_found(handler: ModuleType, table: DirectoryTable) 
 
 def test_agent_without_an_extension_is_not_found(
     handler: ModuleType,
-    dynamodb: Any,
+    dynamodb: DynamoDBClient,
     directory_table: str,
 ) -> None:
     # GIVEN a voicemail-solution item with settings but no extension
@@ -157,7 +160,7 @@ def test_agent_without_an_extension_is_not_found(
     ],
 )
 def test_malformed_agent_parameter_answers_not_found_with_the_problem(
-    handler: ModuleType, table: DirectoryTable, parameters: dict[str, Any], problem: str
+    handler: ModuleType, table: DirectoryAdmin, parameters: dict[str, Any], problem: str
 ) -> None:
     answer = handler.get_agent_extension_by_agent_id(connect_event(parameters), FakeContext())
     assert answer["found"] == "false"
@@ -166,7 +169,7 @@ def test_malformed_agent_parameter_answers_not_found_with_the_problem(
     assert all(isinstance(value, str) for value in answer.values())
 
 
-def test_event_without_details_never_raises(handler: ModuleType, table: DirectoryTable) -> None:
+def test_event_without_details_never_raises(handler: ModuleType, table: DirectoryAdmin) -> None:
     answer = handler.get_agent_extension_by_agent_id({"unexpected": True}, FakeContext())
     assert answer == {"found": "false", "extension": "", "error": "missing parameter AgentArn"}
 
@@ -175,11 +178,13 @@ def test_event_without_details_never_raises(handler: ModuleType, table: Director
 
 
 def test_extension_gives_the_agent_its_queue_and_the_voicemail_attributes(
-    handler: ModuleType, table: DirectoryTable, connect_users: ConnectUsers
+    handler: ModuleType, table: DirectoryAdmin, connect_users: ConnectUsers
 ) -> None:
     # GIVEN extension 4417 belongs to AGENT, whom Connect knows as Ada Okafor
     # WHEN the inbound flow passes the digits the caller keyed in
-    answer = handler.get_agent_by_extension(connect_event({"extensionNumber": "4417"}), FakeContext())
+    event = load_event(CONNECT_GET_AGENT_BY_EXTENSION)
+    assert event["Details"]["Parameters"] == {"extensionNumber": "4417"}
+    answer = handler.get_agent_by_extension(event, FakeContext())
     # THEN the ARNs are built from the contact's instance, ready for a transfer to the agent's queue
     # AND every attribute the voicemail's KvsProcessRecording reads comes back, as its own lookup fills it
     assert answer == {
@@ -201,7 +206,7 @@ def test_extension_gives_the_agent_its_queue_and_the_voicemail_attributes(
 
 
 def test_voicemail_settings_come_from_the_voicemail_item(
-    handler: ModuleType, dynamodb: Any, directory_table: str, connect_users: ConnectUsers
+    handler: ModuleType, dynamodb: DynamoDBClient, directory_table: str, connect_users: ConnectUsers
 ) -> None:
     # GIVEN an agent as the voicemail solution keeps it: settings set in its portal
     dynamodb.put_item(
@@ -221,7 +226,7 @@ def test_voicemail_settings_come_from_the_voicemail_item(
 
 
 def test_without_a_name_from_connect_the_username_is_spoken(
-    handler: ModuleType, table: DirectoryTable
+    handler: ModuleType, table: DirectoryAdmin
 ) -> None:
     # GIVEN Connect does not answer DescribeUser (the embedded AWS has no such API)
     # WHEN the extension is looked up THEN the flow still gets its answer, with the username as the name
@@ -230,14 +235,14 @@ def test_without_a_name_from_connect_the_username_is_spoken(
 
 
 def test_names_are_cached_with_the_directory(
-    handler: ModuleType, table: DirectoryTable, connect_users: ConnectUsers
+    handler: ModuleType, table: DirectoryAdmin, connect_users: ConnectUsers
 ) -> None:
     for _ in range(3):
         handler.get_agent_by_extension(connect_event({"extensionNumber": "4417"}), FakeContext())
     assert len(connect_users.calls) == 1
 
 
-def test_unknown_extension_is_not_found(handler: ModuleType, table: DirectoryTable) -> None:
+def test_unknown_extension_is_not_found(handler: ModuleType, table: DirectoryAdmin) -> None:
     answer = handler.get_agent_by_extension(connect_event({"extensionNumber": "9999"}), FakeContext())
     assert answer == {"found": "false"}
 
@@ -259,7 +264,7 @@ def test_unknown_extension_is_not_found(handler: ModuleType, table: DirectoryTab
     ],
 )
 def test_malformed_extension_lookup_answers_not_found_with_the_problem(
-    handler: ModuleType, table: DirectoryTable, event: dict[str, Any], problem: str
+    handler: ModuleType, table: DirectoryAdmin, event: dict[str, Any], problem: str
 ) -> None:
     answer = handler.get_agent_by_extension(event, FakeContext())
     assert answer == {"found": "false", "error": answer["error"]}
@@ -268,8 +273,8 @@ def test_malformed_extension_lookup_answers_not_found_with_the_problem(
 
 def test_extension_held_by_two_agents_is_refused_not_guessed(
     handler: ModuleType,
-    table: DirectoryTable,
-    dynamodb: Any,
+    table: DirectoryAdmin,
+    dynamodb: DynamoDBClient,
     directory_table: str,
 ) -> None:
     # GIVEN an older voicemail table where two agents share 4417 (that solution does not prevent it)
@@ -308,7 +313,7 @@ def test_dynamodb_failure_raises_without_phi_or_input(
 
 
 def test_answers_are_logged_without_contact_data(
-    handler: ModuleType, table: DirectoryTable, caplog: pytest.LogCaptureFixture
+    handler: ModuleType, table: DirectoryAdmin, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
     handler.get_agent_by_extension(connect_event({"extensionNumber": "4417"}), FakeContext())
@@ -329,8 +334,8 @@ def test_answers_are_logged_without_contact_data(
 def test_repeated_lookups_are_served_from_the_cache(
     count_calls: Any,
     handler: ModuleType,
-    table: DirectoryTable,
-    dynamodb: Any,
+    table: DirectoryAdmin,
+    dynamodb: DynamoDBClient,
     directory_table: str,
 ) -> None:
     # GIVEN a warm container that has answered once for agent and extension
@@ -342,7 +347,7 @@ def test_repeated_lookups_are_served_from_the_cache(
         handler.get_agent_by_extension(event_extension, FakeContext()),
     )
     # WHEN the entry changes in the table and the same lookups repeat within the TTL
-    DirectoryTable(dynamodb, directory_table).set_extension(AGENT, "5000")
+    DirectoryAdmin(dynamodb, directory_table).set_extension(AGENT, "5000")
     for _ in range(3):
         again = (
             handler.get_agent_extension_by_agent_id(event_agent, FakeContext()),
@@ -357,7 +362,7 @@ def test_repeated_lookups_are_served_from_the_cache(
 def test_cache_can_be_turned_off(
     count_calls: Any,
     aws_env: str,
-    table: DirectoryTable,
+    table: DirectoryAdmin,
     directory_table: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

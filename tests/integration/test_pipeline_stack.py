@@ -13,7 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from firehose.deploy.template import load_template, resource_properties
-from firehose.local_aws.embedded import DeployedStack, EmbeddedAws
+from firehose.local_aws.server import EmbeddedAws
+from firehose.local_aws.stack import DeployedStack
 from firehose.runtime.parquet import glue_arrow_schema
 from tests.support.pipeline_support import (
     deployed,  # noqa: F401

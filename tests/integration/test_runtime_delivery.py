@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from firehose.local_aws.embedded import EmbeddedAws
+from firehose.local_aws.server import EmbeddedAws
 from tests.support.pipeline_support import (
     DirectStack,
     embedded_aws,  # noqa: F401

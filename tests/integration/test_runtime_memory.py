@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from firehose.local_aws.embedded import EmbeddedAws
+from firehose.local_aws.server import EmbeddedAws
 from firehose.runtime.source import CheckpointStore, KinesisSource
 from tests.support.pipeline_support import embedded_aws, put_records  # noqa: F401  (fixture)
 

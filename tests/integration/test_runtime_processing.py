@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from firehose.local_aws.embedded import EmbeddedAws
+from firehose.local_aws.server import EmbeddedAws
 from firehose.runtime.lambda_invoker import InvocationError, LambdaFunction, LocalLambda
 from tests.support.pipeline_support import (
     DirectStack,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
@@ -16,11 +16,14 @@ import pytest
 from firehose.deploy.template import load_template, resource_properties
 from tests.support.moto_server import REGION
 
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
 DIRECTORY_RESOURCE = "ProviderDirectoryTable"
 
 
 @pytest.fixture
-def dynamodb(aws_env: str) -> Any:
+def dynamodb(aws_env: str) -> DynamoDBClient:
     return boto3.client("dynamodb", region_name=REGION, endpoint_url=aws_env)
 
 
@@ -41,7 +44,7 @@ def directory_table_definition() -> dict[str, Any]:
 
 
 @pytest.fixture
-def directory_table(dynamodb: Any) -> Iterator[str]:
+def directory_table(dynamodb: DynamoDBClient) -> Iterator[str]:
     """A fresh, empty directory table per test (unique name, so tests never share entries)."""
     name = f"provider-directory-{uuid.uuid4().hex[:12]}"
     dynamodb.create_table(TableName=name, **directory_table_definition())
@@ -54,7 +57,7 @@ def directory_table(dynamodb: Any) -> Iterator[str]:
 class CallCounter:
     """Counts the DynamoDB API calls a boto3 client makes, by operation name."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: DynamoDBClient) -> None:
         self.calls: dict[str, int] = {}
         client.meta.events.register("before-call.dynamodb.*", self._count)
 

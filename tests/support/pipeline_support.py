@@ -3,21 +3,23 @@ bucket reads, and stacks built directly through the APIs for runtime behaviours 
 
 from __future__ import annotations
 
-import gzip
 import io
 import json
 import time
 import zipfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from firehose.local_aws.embedded import DeployedStack, EmbeddedAws, deploy_stack, lambda_zip
+from firehose.local_aws.server import EmbeddedAws
+from firehose.local_aws.stack import DeployedStack, deploy_stack, lambda_zip
+from firehose.pipeline import producer
 from firehose.runtime import FirehoseRuntime, default_options
 
-SAMPLE_CTR_PATH = Path(__file__).resolve().parents[2] / "firehose" / "data" / "sample-ctr.json"
+if TYPE_CHECKING:
+    from mypy_boto3_iam import IAMClient
 
 
 @pytest.fixture
@@ -35,23 +37,9 @@ def deployed(embedded_aws: EmbeddedAws, tmp_path: Path) -> DeployedStack:
 
 
 def put_records(aws: EmbeddedAws, stream: str, payloads: Iterable[bytes]) -> int:
-    kinesis = aws.client("kinesis")
-    batch: list[dict[str, Any]] = []
-    count = 0
-    for index, payload in enumerate(payloads):
-        batch.append({"Data": payload, "PartitionKey": f"key-{index}"})
-        if len(batch) == 500:
-            count += _put(kinesis, stream, batch)
-            batch = []
-    if batch:
-        count += _put(kinesis, stream, batch)
-    return count
-
-
-def _put(kinesis: Any, stream: str, batch: list[dict[str, Any]]) -> int:
-    response = kinesis.put_records(StreamName=stream, Records=batch)
-    assert response["FailedRecordCount"] == 0
-    return len(batch)
+    """The payloads put with the pipeline's own producer, spread over the shards by partition key."""
+    records = ((payload, f"key-{index}") for index, payload in enumerate(payloads))
+    return producer.put_records(aws.client("kinesis"), stream, records)
 
 
 def objects(aws: EmbeddedAws, bucket: str, prefix: str = "") -> dict[str, bytes]:
@@ -61,10 +49,6 @@ def objects(aws: EmbeddedAws, bucket: str, prefix: str = "") -> dict[str, bytes]
         for item in page.get("Contents", []):
             found[item["Key"]] = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
     return found
-
-
-def gunzip_lines(body: bytes) -> list[bytes]:
-    return gzip.decompress(body).splitlines()
 
 
 def runtime(aws: EmbeddedAws, state_dir: Path, **options: Any) -> FirehoseRuntime:
@@ -151,7 +135,7 @@ def lambda_processor(function_arn: str, **parameters: str) -> dict[str, Any]:
     }
 
 
-def lambda_role(iam: Any, name: str) -> str:
+def lambda_role(iam: IAMClient, name: str) -> str:
     """The ARN of a new role Lambda may assume (moto's Lambda wants one for CreateFunction)."""
     trust = {
         "Version": "2012-10-17",

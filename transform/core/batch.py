@@ -16,6 +16,7 @@ from transform.core.decoding import DecodeError, ValidationError, decode_base64,
 from transform.core.rows import CsvEncoder, json_row, partition_keys
 from transform.core.rules import (
     BillableContact,
+    Classification,
     InvalidContact,
     NotAContactRecord,
     NotBillable,
@@ -55,6 +56,24 @@ class PendingContact:
 
 
 BatchStage = Callable[[Sequence[PendingContact]], None]
+# A billable contact and the position of its answer in the response.
+_Pending = tuple[int, PendingContact]
+
+
+@dataclass(frozen=True, slots=True)
+class _Malformed:
+    """A record whose data is not base64 of a UTF-8 JSON object; ``problem`` says which, never the data."""
+
+    problem: str
+
+
+# What each classification that no batch stage sees is counted as, in the order they are reported.
+_UNBILLED_OUTCOMES: dict[type[Classification | _Malformed], Outcome] = {
+    _Malformed: Outcome.MALFORMED,
+    InvalidContact: Outcome.INVALID,
+    NotBillable: Outcome.NOT_BILLABLE,
+    NotAContactRecord: Outcome.NOT_A_CONTACT_RECORD,
+}
 
 
 class ClaimStage:
@@ -127,79 +146,70 @@ class BatchTransformer:
         self._csv_line = CsvEncoder(settings.csv_columns, settings.billing_timezone).line
 
     def transform(self, records: Sequence[Mapping[str, Any]]) -> BatchResult:
-        settings = self._settings
-        answers: list[dict[str, Any]] = []
-        result = BatchResult(answers)
-        failures = result.failures
-        not_billable = result.not_billable
-        pending: list[tuple[int, PendingContact]] = []
-        # Plain local counts (an Enum key hashes in Python): folded into result.outcomes at the end.
-        malformed = invalid = not_billable_count = not_a_contact = 0
-
-        for record in records:
-            record_id = record["recordId"]
-            try:
-                classification = classify(decode_record_data(record.get("data")), settings)
-            except RecordDecodeError as error:
-                malformed += 1
-                failures[record_id] = str(error)
-                answers.append(_failed(record_id, record))
-                continue
-            except Exception as error:  # a bug must cost one record, never the batch
-                invalid += 1
-                failures[record_id] = f"unexpected {type(error).__name__}"
-                answers.append(_failed(record_id, record))
-                continue
-            kind = type(classification)
-            if kind is BillableContact:
-                pending.append((len(answers), PendingContact(record_id, record, classification)))  # type: ignore[arg-type]
-                answers.append(_NOT_YET_ENCODED)  # replaced once the batch stages have run
-            elif kind is NotBillable:
-                not_billable_count += 1
-                not_billable[classification.reason.value] += 1  # type: ignore[union-attr]
-                answers.append({"recordId": record_id, "result": "Dropped", "data": ""})
-            elif kind is NotAContactRecord:
-                not_a_contact += 1
-                answers.append({"recordId": record_id, "result": "Dropped", "data": ""})
-            else:
-                assert isinstance(classification, InvalidContact)
-                invalid += 1
-                failures[record_id] = classification.problem
-                answers.append(_failed(record_id, record))
-
-        outcomes = result.outcomes
-        for outcome, count in (
-            (Outcome.MALFORMED, malformed),
-            (Outcome.INVALID, invalid),
-            (Outcome.NOT_BILLABLE, not_billable_count),
-            (Outcome.NOT_A_CONTACT_RECORD, not_a_contact),
-        ):
-            if count:
-                outcomes[outcome] += count
+        """Classifies every record, runs the batch stages over the billable ones and encodes their rows,
+        checks the response's size, then lets the claim stages decide which rows leave."""
+        result = BatchResult([])
+        pending = self._classify_all(records, result)
         if pending:
-            contacts = [item for _, item in pending]
-            for stage in self._stages:
-                stage(contacts)
-            encode, drop = self._encode, self._drop
-            for position, item in pending:
-                answers[position] = (
-                    drop(item, result) if item.dropped_as is not None else encode(item, result)
-                )
-
+            self._run_stages(pending, result)
         # Before any claim: a refused response (Firehose retries it) leaves nothing claimed.
-        _check_response_size(answers)
+        _check_response_size(result.records)
         emitted = [(position, item) for position, item in pending if item.dropped_as is None]
-        if self._claims and emitted:
-            claimable = [item for _, item in emitted]
-            for stage in self._claims:
-                stage(claimable)
-            for position, item in emitted:
-                if item.dropped_as is not None:
-                    answers[position] = self._drop(item, result)
+        self._run_claims(emitted, result)
         billable = sum(1 for _, item in emitted if item.dropped_as is None)
         if billable:
-            outcomes[Outcome.BILLABLE] += billable
+            result.outcomes[Outcome.BILLABLE] += billable
         return result
+
+    def _classify_all(self, records: Sequence[Mapping[str, Any]], result: BatchResult) -> list[_Pending]:
+        """Answers every record no stage can change; returns the billable ones, each with the position
+        its answer takes once the stages have run."""
+        answers = result.records
+        pending: list[_Pending] = []
+        # Counted by classification type and folded into result.outcomes at the end: an Enum key hashes
+        # in Python, a type in C, and this loop runs once per record.
+        counts = dict.fromkeys(_UNBILLED_OUTCOMES, 0)
+        classify_record = self._classify_record
+        for record in records:
+            classification = classify_record(record)
+            if type(classification) is BillableContact:
+                pending.append((len(answers), PendingContact(record["recordId"], record, classification)))
+                answers.append(_NOT_YET_ENCODED)  # replaced once the batch stages have run
+            else:
+                counts[type(classification)] += 1
+                answers.append(_unbilled_answer(record, classification, result))
+        for kind, count in counts.items():
+            if count:
+                result.outcomes[_UNBILLED_OUTCOMES[kind]] += count
+        return pending
+
+    def _classify_record(self, record: Mapping[str, Any]) -> Classification | _Malformed:
+        try:
+            return classify(decode_record_data(record.get("data")), self._settings)
+        except RecordDecodeError as error:
+            return _Malformed(str(error))
+        except Exception as error:  # a bug must cost one record, never the batch
+            return InvalidContact(f"unexpected {type(error).__name__}")
+
+    def _run_stages(self, pending: Sequence[_Pending], result: BatchResult) -> None:
+        """Runs the batch stages over the billable contacts, then answers each: its row, or ``Dropped``."""
+        contacts = [item for _, item in pending]
+        for stage in self._stages:
+            stage(contacts)
+        answers, encode, drop = result.records, self._encode, self._drop
+        for position, item in pending:
+            answers[position] = drop(item, result) if item.dropped_as is not None else encode(item, result)
+
+    def _run_claims(self, emitted: Sequence[_Pending], result: BatchResult) -> None:
+        """Lets the claim stages decide which encoded rows leave; a row they drop is answered ``Dropped``."""
+        if not (self._claims and emitted):
+            return
+        claimable = [item for _, item in emitted]
+        for stage in self._claims:
+            stage(claimable)
+        for position, item in emitted:
+            if item.dropped_as is not None:
+                result.records[position] = self._drop(item, result)
 
     @staticmethod
     def _drop(item: PendingContact, result: BatchResult) -> dict[str, Any]:
@@ -230,6 +240,21 @@ class BatchTransformer:
 
 
 _NOT_YET_ENCODED: dict[str, Any] = {}
+
+
+def _unbilled_answer(
+    record: Mapping[str, Any], classification: Classification | _Malformed, result: BatchResult
+) -> dict[str, Any]:
+    """The answer of a record that is not billable: ``Dropped``, or ``ProcessingFailed`` with its problem."""
+    record_id = record["recordId"]
+    if isinstance(classification, NotBillable):
+        result.not_billable[classification.reason.value] += 1
+        return _dropped(record_id)
+    if isinstance(classification, NotAContactRecord):
+        return _dropped(record_id)
+    assert isinstance(classification, _Malformed | InvalidContact)
+    result.failures[record_id] = classification.problem
+    return _failed(record_id, record)
 
 
 def _ok(record_id: str, data: bytes) -> dict[str, Any]:

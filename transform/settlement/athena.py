@@ -22,9 +22,11 @@ from typing import TYPE_CHECKING, Any
 from transform.core.settings import SettingsError, TransformSettings
 from transform.core.timestamps import TimestampError, parse_timestamp
 from transform.settlement.export import RawRow, previous_day
+from transform.settlement.queries import sql_string
 
 if TYPE_CHECKING:
     from mypy_boto3_athena import AthenaClient
+    from mypy_boto3_athena.type_defs import StartQueryExecutionInputTypeDef
     from mypy_boto3_s3 import S3Client
 
 _FINISHED = {"SUCCEEDED", "FAILED", "CANCELLED"}
@@ -59,7 +61,7 @@ class AthenaEngine:
         self._sleep = sleep
 
     def fetch(self, sql: str, parameters: Sequence[str]) -> list[RawRow]:
-        request: dict[str, Any] = {
+        request: StartQueryExecutionInputTypeDef = {
             "QueryString": sql,
             "WorkGroup": self._workgroup,
             "QueryExecutionContext": {"Database": self._database},
@@ -107,11 +109,6 @@ class AthenaEngine:
                 values = [cell.get("VarCharValue") for cell in row["Data"]]
                 rows.append(dict(zip(columns, values, strict=True)))
         return rows
-
-
-def sql_string(value: str) -> str:
-    """A SQL string literal, as Athena's execution parameters expect for text values."""
-    return "'" + value.replace("'", "''") + "'"
 
 
 class S3Destination:

@@ -7,7 +7,9 @@ day's latest version of every contact, ordered by initiation time, with a header
 
 One SQL text (``SETTLEMENT_SQL``, Athena/Trino dialect) runs on two engines behind ``SettlementEngine``:
 Athena in AWS (``transform.settlement.athena``, the scheduled Lambda) and DuckDB over a local lake
-(``firehose.offline.lake``). This module is pure: no AWS client, no I/O besides what its callers hand it.
+(``firehose.offline.lake``). Its version ranking is the ``latest_billing_rows`` view's, read from the view's
+query file when this module is imported. Otherwise pure: no AWS client, no I/O besides what its callers
+hand it.
 
 A billing day is a calendar day in ``BILLING_TIMEZONE`` (UTC when unset): the file for 2026-11-02 in
 America/New_York holds the contacts initiated from 2026-11-02T04:00Z up to 2026-11-03T05:00Z. The lake is
@@ -24,56 +26,31 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Protocol
 
-from transform.core.columns import COLUMN_NAMES, COLUMNS_BY_NAME, LAKE_TABLE, ColumnType
+from transform.core.columns import COLUMN_NAMES, COLUMNS_BY_NAME, ColumnType
 from transform.core.rows import CsvEncoder, Value, csv_cell
 from transform.core.settings import TransformSettings
 from transform.core.timestamps import format_utc
+from transform.settlement.queries import LATEST_VIEW, view_select
 
-# The latest version of each contact in the window, every registry column, ordered for the vendor.
-# The window's ORDER BY is the one of the latest_billing_rows view (cloudformation/queries/), so the
-# export and the view pick the same row (tests/unit/test_export_settlement.py checks both).
-# Parameters, in order: year, month, day of the first and of the last partition (UTC) the window touches
-# (plain equalities, which Athena's partition projection prunes on), then the window's start and end
-# (UTC, ``YYYY-MM-DD HH:MM:SS``, end exclusive).
+# The latest version of each contact in the window, every registry column, ordered for the vendor. The
+# versions are ranked by the latest_billing_rows view's own SELECT, read from its file (``view_select``):
+# the export and the view pick the same row because they are one text. That ranking is partitioned by
+# year, month and day, so filtering on them outside it changes no answer, and both engines push such a
+# filter through the window down to the partitions (Trino's PredicatePushDown.visitWindow, DuckDB's
+# filter pushdown): plain equalities, which Athena's partition projection prunes on.
+# Parameters, in order: year, month, day of the first and of the last partition (UTC) the window touches,
+# then the window's start and end (UTC, ``YYYY-MM-DD HH:MM:SS``, end exclusive).
 SETTLEMENT_SQL = f"""
 SELECT
     {", ".join(COLUMN_NAMES)}
 FROM (
-    SELECT
-        *,
-        row_number() OVER (
-            PARTITION BY year, month, day, contact_id
-            ORDER BY
-                last_update_timestamp DESC NULLS LAST,
-                disconnect_timestamp DESC,
-                duration_seconds DESC,
-                hold_seconds DESC,
-                provider_extension DESC,
-                connected_to_agent_timestamp DESC,
-                number_of_holds DESC,
-                agent_id DESC,
-                agent_username DESC,
-                queue_name DESC,
-                disconnect_reason DESC,
-                call_type DESC,
-                patient_phone DESC,
-                initial_contact_id DESC,
-                previous_contact_id DESC,
-                channel DESC,
-                initiation_method DESC,
-                initiation_timestamp DESC,
-                provider_left_timestamp DESC,
-                contact_duration_seconds DESC,
-                next_contact_id DESC
-        ) AS version_rank
-    FROM {LAKE_TABLE}
-    WHERE (year = ? AND month = ? AND day = ?) OR (year = ? AND month = ? AND day = ?)
-) AS ranked
-WHERE version_rank = 1
+{view_select(LATEST_VIEW)}
+) AS latest
+WHERE ((year = ? AND month = ? AND day = ?) OR (year = ? AND month = ? AND day = ?))
     AND initiation_timestamp >= CAST(? AS timestamp)
     AND initiation_timestamp < CAST(? AS timestamp)
 ORDER BY initiation_timestamp, contact_id
-""".strip()  # noqa: S608 (built from the column registry's constant names; values go as parameters)
+""".strip()  # noqa: S608 (the view's file and the column registry's names; values go as parameters)
 
 RawRow = Mapping[str, object]
 _INTEGER = re.compile(r"-?[0-9]+")

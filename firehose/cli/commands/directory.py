@@ -20,7 +20,8 @@ from typing import Any, TextIO
 
 from firehose.cli.errors import CommandError
 from firehose.offline import directory_files as directory
-from lookup.directory import DirectoryError, DirectoryTable
+from lookup.directory import DirectoryError
+from lookup.directory_admin import DirectoryAdmin
 
 
 def register(subparsers: Any) -> None:
@@ -68,7 +69,7 @@ def register(subparsers: Any) -> None:
     remover.set_defaults(handler=run_remove)
 
 
-def open_table(args: argparse.Namespace) -> DirectoryTable:
+def open_table(args: argparse.Namespace) -> DirectoryAdmin:
     table_name = args.table or os.environ.get("DIRECTORY_TABLE", "").strip()
     if not table_name:
         raise CommandError("no directory table: pass --table or set DIRECTORY_TABLE")
@@ -81,7 +82,7 @@ def open_table(args: argparse.Namespace) -> DirectoryTable:
         )
     except NoRegionError:
         raise CommandError("no AWS region: pass --region or set AWS_DEFAULT_REGION") from None
-    return DirectoryTable(client, table_name)
+    return DirectoryAdmin(client, table_name)
 
 
 @contextmanager

@@ -1,8 +1,11 @@
 """``ctr-billing package``: build the Lambda zip, upload it, write a packaged template.
 
-Like ``aws cloudformation package``: the packaged template's ``LambdaCodeBucket``/``LambdaCodeKey``
-default to the uploaded zip, so ``aws cloudformation deploy --template-file packaged.yaml`` needs no
-code parameters. Without ``--bucket`` only the zip is built.
+Like ``aws cloudformation package``: the packaged template is the rendered one (named queries, contact
+flows and outcome metric names filled in from their sources; ``firehose.deploy.template``) with
+``LambdaCodeBucket``/``LambdaCodeKey`` defaulting to the uploaded zip, so
+``aws cloudformation deploy --template-file packaged.yaml`` needs no code parameters. Without
+``--bucket`` only the zip is built; with ``--template-only`` only the rendered template is written (what
+``make template-checks`` lints).
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import argparse
 import shlex
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from firehose.cli.errors import CommandError
 from firehose.deploy.packaging import (
@@ -19,7 +23,10 @@ from firehose.deploy.packaging import (
     packaged_template,
     upload_lambda_zip,
 )
-from firehose.deploy.template import TEMPLATE_PATH, load_template
+from firehose.deploy.template import TEMPLATE_PATH, TemplateError, load_template, rendered_template
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -41,6 +48,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--build-dir", type=Path, default=Path("build"), help="where lambda.zip is built (default: build)"
     )
     parser.add_argument("--template", type=Path, default=TEMPLATE_PATH, help="template to package")
+    parser.add_argument(
+        "--template-only",
+        action="store_true",
+        help="write the rendered template to --output and nothing else: no zip, no upload",
+    )
     parser.add_argument("--region", help="AWS region of the bucket (default: your AWS configuration)")
     parser.add_argument("--endpoint-url", help="S3 endpoint (e.g. the embedded AWS); default: AWS")
     parser.set_defaults(handler=run)
@@ -50,9 +62,14 @@ def run(args: argparse.Namespace) -> int:
     if not args.template.is_file():
         raise CommandError(f"template not found: {args.template}")
     try:
-        platform = lambda_platform(load_template(args.template))
+        if args.template_only:
+            _write(args.output, rendered_template(args.template))
+            print(f"wrote {args.output}")
+            return 0
+        template = load_template(args.template)
+        platform = lambda_platform(template)
         zip_path = build_lambda_zip(args.build_dir, args.template)
-    except PackagingError as error:
+    except (PackagingError, TemplateError) as error:
         raise CommandError(str(error)) from None
     size_mb = zip_path.stat().st_size / 1_000_000
     print(f"built {zip_path} ({size_mb:.1f} MB, {platform.architecture}, python{platform.python_version})")
@@ -64,19 +81,22 @@ def run(args: argparse.Namespace) -> int:
     from boto3.exceptions import Boto3Error
     from botocore.exceptions import BotoCoreError, ClientError
 
-    s3 = boto3.client("s3", region_name=args.region, endpoint_url=args.endpoint_url)
+    s3: S3Client = boto3.client("s3", region_name=args.region, endpoint_url=args.endpoint_url)
     try:
         key = upload_lambda_zip(s3, zip_path, args.bucket, args.prefix)
     except (Boto3Error, BotoCoreError, ClientError) as error:
         raise CommandError(f"could not upload {zip_path.name} to s3://{args.bucket}: {error}") from None
     print(f"uploaded s3://{args.bucket}/{key}")
 
-    text = packaged_template(args.template.read_text(encoding="utf-8"), args.bucket, key)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(text, encoding="utf-8")
+    _write(args.output, packaged_template(template, args.bucket, key))
     print(f"wrote {args.output}; deploy it with:")
     print(f"  {deploy_command(args.output, args.bucket, args.prefix)}")
     return 0
+
+
+def _write(output: Path, text: str) -> None:
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text, encoding="utf-8")
 
 
 def deploy_command(template: Path, bucket: str, prefix: str) -> str:

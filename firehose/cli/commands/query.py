@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from firehose.cli.errors import CommandError
-from firehose.offline.lake import DEFAULT_LAKE, LakeError, LocalLake, QueryResult, named_queries
+from firehose.offline.lake import DEFAULT_LAKE, LakeError, LocalLake, QueryResult
 from transform.core.columns import COLUMNS_BY_NAME, Column, ColumnType
 from transform.core.rows import csv_text_cell
+from transform.settlement.queries import named_queries
 
 FORMATS = ("table", "csv", "json")
 # Formula guard for computed columns (no strict format of their own).

@@ -7,8 +7,9 @@ AWS CLI or boto3 at it, and the stack's outputs; then every record put into the 
 through the three delivery streams into the embedded S3. Ctrl-C drains the runtime and stops.
 
 The embedded AWS serves from a child process of its own (``EmbeddedAws(isolated=True)``, through
-``start_pipeline``): the runtime here talks to it over HTTP like any other client, each gets a core, and
-the child ignores Ctrl-C so the drain can still reach it; it stops when this command ends.
+``firehose.pipeline.local.start_pipeline``): the runtime here talks to it over HTTP like any other
+client, each gets a core, and the child ignores Ctrl-C so the drain can still reach it; it stops when
+this command ends.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from firehose.cli.commands.demo import seed_provider_directory, start_pipeline
+from firehose.cli.errors import CommandError
+from firehose.pipeline.errors import PipelineError
+from firehose.pipeline.local import seed_provider_directory, start_pipeline
 from firehose.pipeline.simulator import ConnectSimulator
 
 DEFAULT_STATE = Path("out/serve")
@@ -66,9 +69,13 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     print("starting the embedded AWS and deploying cloudformation/template.yaml ...", file=sys.stderr)
-    pipeline = start_pipeline(
-        args.state, Path(tempfile.gettempdir()) / "ctr-billing-build", args.buffer_interval
-    )
+    try:
+        pipeline = start_pipeline(
+            args.state, Path(tempfile.gettempdir()) / "ctr-billing-build", args.buffer_interval
+        )
+    except PipelineError as error:
+        signal.signal(signal.SIGTERM, previous)
+        raise CommandError(str(error)) from error
     try:
         if not args.no_seed:
             seed_provider_directory(pipeline, ConnectSimulator(0).providers)
@@ -100,7 +107,6 @@ def run(args: argparse.Namespace) -> int:
         for name, counts in sorted(pipeline.runtime.counts().items()):
             print(f"  {name}: {counts}", file=sys.stderr)
     finally:
-        pipeline.runtime.stop(drain=False)
-        pipeline.aws.stop()
+        pipeline.stop()
         signal.signal(signal.SIGTERM, previous)
     return 0

@@ -895,21 +895,23 @@ def test_whisper_uses_the_configured_extension_attribute() -> None:
 
 @pytest.mark.parametrize("name", [INBOUND, WHISPER])
 def test_template_deploys_the_flow_file_unchanged(name: str) -> None:
-    from firehose.deploy.template import load_template
+    from firehose.deploy.template import TEMPLATE_PATH, load_template, loads_template
 
-    template = load_template()
+    # GIVEN the flow's resource, as written and as CloudFormation receives it
     logical_id, condition = FLOW_RESOURCES[name]
+    source = loads_template(TEMPLATE_PATH.read_text(encoding="utf-8"))["Resources"][logical_id]
+    template = load_template()
     resource = template["Resources"][logical_id]
     assert resource["Type"] == "AWS::Connect::ContactFlow"
     assert resource["Condition"] == condition
     properties = resource["Properties"]
     assert properties["InstanceArn"] == {"Ref": "ConnectInstanceArn"}
+    # THEN the template names the file rather than holding a copy of it
+    assert source["Properties"]["Content"]["Fn::Sub"][0] == {"Fn::Embed": f"{FLOWS.name}/{name}"}
+    # AND CloudFormation receives the file's text to substitute
     text, variables = properties["Content"]["Fn::Sub"]
-    # The files are the source: the template's copy must parse to the same document.
-    assert json.loads(text) == json.loads(flow_text(name)), (
-        f"{logical_id}'s Content differs from cloudformation/flows/{name}; copy the file into the template"
-    )
-    # Every placeholder is substituted, by the Sub's own variables or a template parameter.
+    assert text == flow_text(name)
+    # AND every placeholder is substituted, by the Sub's own variables or a template parameter.
     assert set(PLACEHOLDER.findall(text)) <= set(variables) | set(template["Parameters"])
 
 

@@ -1,22 +1,38 @@
-"""The named queries' SQL files: valid Athena SQL built on one latest-version view, and the settlement
-export's SQL picking the same version as that view."""
+"""The named queries' SQL files: valid Athena SQL built on one latest-version view, the settlement
+export's SQL ranking versions with that view's own SELECT, and the template deploying the files."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
 import sqlglot
 from sqlglot import exp
 
-from firehose.deploy.template import load_template, resource_properties, resources_of_type
-from firehose.offline.lake import ATHENA_DIALECT, LATEST_VIEW, named_queries, to_duckdb
+from firehose.deploy.template import (
+    TEMPLATE_PATH,
+    load_template,
+    loads_template,
+    resource_properties,
+    resources_of_type,
+)
+from firehose.offline.lake import ATHENA_DIALECT, to_duckdb
 from transform.core.columns import COLUMN_NAMES, LAKE_TABLE, PARTITION_KEYS
 from transform.core.settings import TransformSettings
 from transform.settlement.export import SETTLEMENT_SQL, settle
+from transform.settlement.queries import (
+    LATEST_VIEW,
+    QUERIES_DIR,
+    QueryFileError,
+    named_queries,
+    sql_string,
+    view_select,
+)
 
 EXPECTED_QUERIES = {
     "latest_billing_rows",
@@ -72,17 +88,64 @@ def test_every_billing_query_reads_the_latest_view_or_needs_every_version() -> N
     }
 
 
-def test_the_settlement_export_ranks_versions_exactly_as_the_latest_view() -> None:
-    # GIVEN the version ranking window of the view and of the export's SQL
-    view_windows = list(parse(named_queries()[LATEST_VIEW]).find_all(exp.Window))
-    export_windows = list(parse(SETTLEMENT_SQL).find_all(exp.Window))
-    # THEN both rank with the same partitioning and the same total order, so they pick the same row
-    assert len(view_windows) == len(export_windows) == 1
-    assert view_windows[0] == export_windows[0]
-    # latest update first; ties (identical redeliveries) broken over every other column: deterministic
-    order = [ordered.this.name for ordered in view_windows[0].args["order"].expressions]
+def test_the_settlement_export_ranks_versions_with_the_latest_view_s_own_select() -> None:
+    # GIVEN the view's definition and the export's SQL
+    view = parse(named_queries()[LATEST_VIEW])
+    assert isinstance(view, exp.Create)
+    export = parse(SETTLEMENT_SQL)
+    # THEN the export reads from the view's SELECT itself, so both pick the same row
+    source = export.find(exp.From)  # breadth first: the outermost FROM
+    assert source is not None and isinstance(source.this, exp.Subquery)
+    assert source.this.this == view.expression
+    assert view_select() in SETTLEMENT_SQL
+    # AND that ranking puts the latest update first and breaks ties (identical redeliveries) over every
+    # other column: deterministic
+    (window,) = view.find_all(exp.Window)
+    order = [ordered.this.name for ordered in window.args["order"].expressions]
     assert order[0] == "last_update_timestamp"
     assert sorted(order) == sorted(set(COLUMN_NAMES) - {"contact_id"})
+
+
+def test_the_view_s_select_is_read_from_its_file(tmp_path: Path) -> None:
+    # GIVEN a view file whose ranking differs from the project's
+    changed = named_queries()[LATEST_VIEW].replace("last_update_timestamp DESC NULLS LAST", "contact_id")
+    (tmp_path / f"{LATEST_VIEW}.sql").write_text(changed, encoding="utf-8")
+    # WHEN its SELECT is read
+    select = view_select(directory=tmp_path)
+    # THEN it is the file's, as written after the CREATE line (comments before it dropped)
+    assert select == changed.split(f"CREATE OR REPLACE VIEW {LATEST_VIEW} AS", 1)[1].strip()
+    assert select.startswith("SELECT") and "ORDER BY\n                contact_id," in select
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "SELECT 1",
+        "DROP VIEW latest_billing_rows;\nCREATE OR REPLACE VIEW latest_billing_rows AS SELECT 1",
+        "CREATE OR REPLACE VIEW other_view AS SELECT 1",
+    ],
+)
+def test_a_view_file_that_is_not_the_view_s_one_statement_is_refused(tmp_path: Path, text: str) -> None:
+    # GIVEN a view file holding something else, or more, than the view's statement
+    (tmp_path / f"{LATEST_VIEW}.sql").write_text(text, encoding="utf-8")
+    # WHEN/THEN reading its SELECT is refused, naming the view (a statement before it would be lost)
+    with pytest.raises(QueryFileError, match=LATEST_VIEW):
+        view_select(directory=tmp_path)
+
+
+def test_a_missing_view_file_is_refused_naming_it(tmp_path: Path) -> None:
+    # GIVEN no view file WHEN/THEN reading its SELECT is refused, naming it
+    with pytest.raises(QueryFileError, match="cannot read the latest_billing_rows view's query"):
+        view_select(directory=tmp_path)
+
+
+def test_a_sql_string_literal_doubles_its_quotes() -> None:
+    # GIVEN text with and without quotes (Athena's execution parameters, DuckDB's file paths)
+    # WHEN quoted THEN each is one SQL string literal of that text
+    assert sql_string("2026") == "'2026'"
+    assert sql_string("/lake/o'brien's/x.parquet") == "'/lake/o''brien''s/x.parquet'"
+    literal = sqlglot.parse_one("SELECT " + sql_string("it's"), read=ATHENA_DIALECT).expressions[0]
+    assert literal.this == "it's"
 
 
 def test_the_settlement_export_selects_every_registry_column_in_order() -> None:
@@ -96,23 +159,28 @@ def test_the_settlement_export_selects_every_registry_column_in_order() -> None:
 # --- the template's side -----------------------------------------------------------------------------
 
 
-def test_the_template_holds_each_named_query_with_the_files_sql() -> None:
-    # GIVEN the template's named queries
-    template = load_template()
-    in_template = {
-        properties["Name"]: properties
-        for _, resource in resources_of_type(template, "AWS::Athena::NamedQuery")
+def test_the_template_deploys_each_named_query_file_as_its_query_string() -> None:
+    # GIVEN the template's named queries, as written and as CloudFormation receives them
+    source = loads_template(TEMPLATE_PATH.read_text(encoding="utf-8"))
+    written = {
+        properties["Name"]: properties["QueryString"]
+        for _, resource in resources_of_type(source, "AWS::Athena::NamedQuery")
         for properties in [resource["Properties"]]
     }
-    # THEN there is one per file, with the file's SQL verbatim, in the billing database and workgroup
+    rendered = {
+        properties["Name"]: properties
+        for _, resource in resources_of_type(load_template(), "AWS::Athena::NamedQuery")
+        for properties in [resource["Properties"]]
+    }
+    # THEN there is one per file; the template names the file rather than holding a copy of it
     queries = named_queries()
-    assert set(in_template) == set(queries)
+    assert set(written) == set(rendered) == set(queries)
     for name, sql in queries.items():
-        assert in_template[name]["QueryString"] == sql, (
-            f"template QueryString of {name} differs from its file"
-        )
-        assert in_template[name]["Database"] == {"Ref": "GlueDatabase"}
-        assert in_template[name]["WorkGroup"] == {"Ref": "AthenaWorkGroup"}
+        assert written[name] == {"Fn::Embed": f"{QUERIES_DIR.name}/{name}.sql"}
+        # AND CloudFormation receives the file's SQL, in the billing database and workgroup
+        assert rendered[name]["QueryString"] == sql
+        assert rendered[name]["Database"] == {"Ref": "GlueDatabase"}
+        assert rendered[name]["WorkGroup"] == {"Ref": "AthenaWorkGroup"}
 
 
 def test_the_settled_manifests_table_has_the_manifest_fields() -> None:

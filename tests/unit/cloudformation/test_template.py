@@ -18,7 +18,7 @@ from lookup.settings import LookupSettings
 from transform.core.columns import COLUMNS, LAKE_TABLE, PARTITION_KEYS
 from transform.core.rules import Outcome
 from transform.core.settings import OutputFormat, TransformSettings
-from transform.stages.ledger import KEY_ATTRIBUTE, TTL_ATTRIBUTE
+from transform.stages.ledger_dynamodb import KEY_ATTRIBUTE, TTL_ATTRIBUTE
 
 Template = dict[str, Any]
 

@@ -1,4 +1,5 @@
-"""The checkov custom policies in cloudformation/checkov catch what they are for, and the template passes.
+"""The checkov custom policies in cloudformation/checkov catch what they are for, and the template passes
+checkov and cfn-lint as CloudFormation receives it: rendered (``make template-checks`` checks the same).
 
 checkov lives in its own venv (``make template-checks`` installs it into .venv-tools); set CHECKOV to
 another binary to use that one.
@@ -14,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cfnlint.api import ManualArgs, lint
 
-from firehose.deploy.template import TEMPLATE_PATH, load_template, resources_of_type
+from firehose.deploy.template import TEMPLATE_PATH, load_template, rendered_template, resources_of_type
 
 ROOT = TEMPLATE_PATH.parent.parent
 POLICIES = ROOT / "cloudformation" / "checkov"
@@ -114,8 +116,16 @@ def _results(report: dict[str, Any], outcome: str, check_id: str) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def template_report() -> dict[str, Any]:
-    return _scan(TEMPLATE_PATH)
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The template as CloudFormation receives it, written as ``ctr-billing package`` writes it."""
+    path = tmp_path_factory.mktemp("rendered") / "template.yaml"
+    path.write_text(rendered_template(), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def template_report(rendered: Path) -> dict[str, Any]:
+    return _scan(rendered)
 
 
 def test_custom_policies_fail_buckets_and_policies_that_break_design_section_5(tmp_path: Path) -> None:
@@ -152,3 +162,13 @@ def test_template_passes_every_check_and_each_skip_has_a_reason(template_report:
         declared = template["Resources"][logical_id]["Metadata"]["checkov"]["skip"]
         (entry,) = [s for s in declared if s["id"] == skipped["check_id"]]
         assert len(entry["comment"].split()) >= 8, f"{logical_id} {entry['id']}: give the reason"
+
+
+def test_cfn_lint_finds_nothing_in_the_rendered_template_and_refuses_the_source(rendered: Path) -> None:
+    # GIVEN cfn-lint with the informational rules, as `make template-checks` runs it (.cfnlintrc)
+    config = ManualArgs(include_checks=["I"])
+    # WHEN it checks the rendered template THEN it finds nothing
+    assert [str(match) for match in lint(rendered.read_text(encoding="utf-8"), config=config)] == []
+    # AND the source, whose build-time functions CloudFormation does not know, does not pass for deployable
+    source_findings = lint(TEMPLATE_PATH.read_text(encoding="utf-8"), config=config)
+    assert any("Fn::Embed" in str(match) for match in source_findings)

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from firehose.cli.commands.demo import mismatches, vendor_figures
+from firehose.pipeline.simulator import Truth
+from firehose.pipeline.summary import expected_figures, mismatches, summary_lines, vendor_figures
 
 AS_EXPECTED: dict[str, Any] = {
     "records_put": 5665,
@@ -95,3 +96,59 @@ def test_vendor_figures_sum_the_streamed_rows_read_as_csv(tmp_path: Path) -> Non
     assert (figures.seconds, figures.outbound_rows) == (522, None)
     none = vendor_figures(tmp_path / "billing", "contact_id,initiation_timestamp")
     assert (none.seconds, none.outbound_rows) == (None, None)
+
+
+TRUTH = Truth(
+    billable_contacts=10,
+    billable_records=12,
+    billable_seconds=600,
+    billable_record_seconds=700,
+    outbound_contacts=3,
+    outbound_records=4,
+)
+DELIVERED = {"vendor_seconds": 1, "vendor_outbound_rows": 1}
+
+
+def test_with_the_ledger_the_vendor_is_expected_to_get_one_row_per_contact_and_the_lake_every_version() -> (
+    None
+):
+    assert expected_figures(TRUTH, ledger=True, delivered=DELIVERED) == {
+        "billable_expected": 10,
+        "vendor_seconds_expected": 600,
+        "vendor_outbound_expected": 3,
+        "lake_rows_expected": 12,
+        "lake_seconds_expected": 700,
+    }
+    # without it, one vendor row per published version
+    assert expected_figures(TRUTH, ledger=False, delivered=DELIVERED) == {
+        "billable_expected": 12,
+        "vendor_seconds_expected": 700,
+        "vendor_outbound_expected": 4,
+        "lake_rows_expected": 12,
+        "lake_seconds_expected": 700,
+    }
+
+
+def test_nothing_is_expected_of_a_column_the_vendor_csv_leaves_out_or_of_records_from_a_file() -> None:
+    unsummed = {"vendor_seconds": None, "vendor_outbound_rows": None}
+    figures = expected_figures(TRUTH, ledger=True, delivered=unsummed)
+    assert figures["vendor_seconds_expected"] is None and figures["vendor_outbound_expected"] is None
+    assert set(expected_figures(None, ledger=True, delivered=DELIVERED).values()) == {None}
+
+
+def test_the_table_marks_each_checked_count_ok_or_mismatch(tmp_path: Path) -> None:
+    # GIVEN a summary whose lake rows differ from what was expected
+    summary = {
+        **AS_EXPECTED,
+        "lake_rows": 3903,
+        "processing_failed": 0,
+        "dropped": 1918,
+        "seconds": 2.5,
+        "records_per_second": 2266.0,
+        "total_seconds": 9.1,
+    }
+    # WHEN shown  THEN that count is marked and the others are ok
+    lines = summary_lines(summary, tmp_path)
+    assert [line.split()[-1] for line in lines if "lake Parquet rows" in line] == ["MISMATCH"]
+    assert sum(line.endswith("  ok") for line in lines) == 5
+    assert any(line.startswith("records put") and line.split()[-1] == "5665" for line in lines)

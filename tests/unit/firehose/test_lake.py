@@ -3,6 +3,7 @@ realistic CTRs whose answers are computed independently from the CTRs themselves
 
 from __future__ import annotations
 
+import shutil
 from collections import Counter, defaultdict
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
@@ -13,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from firehose.offline.lake import LakeError, LocalLake, named_queries, parquet_files
+from firehose.offline.lake import LakeError, LocalLake, parquet_files
 from tests.support.lake_samples import (
     FORMULA_EXTENSION,
     LakeSample,
@@ -28,6 +29,7 @@ from tests.support.lake_samples import (
 from transform.core.columns import COLUMN_NAMES, COLUMNS, LAKE_TABLE, PARTITION_KEYS, arrow_schema
 from transform.core.settings import TransformSettings
 from transform.settlement.export import settle
+from transform.settlement.queries import named_queries
 
 
 def minutes(seconds: int) -> Decimal:
@@ -66,6 +68,17 @@ def test_duckdb_reads_every_delivered_row_with_the_glue_types(sample: LakeSample
         **{column.name: glue_to_duckdb[column.type.glue_type] for column in COLUMNS},
         **dict.fromkeys(PARTITION_KEYS, "VARCHAR"),
     }
+
+
+def test_a_lake_whose_path_holds_a_quote_reads_every_row(sample: LakeSample, tmp_path: Path) -> None:
+    # GIVEN the sample lake copied under a folder whose name holds quotes (its paths go into DuckDB's SQL)
+    copy = tmp_path / "dr o'brien's lake"
+    shutil.copytree(sample.root, copy)
+    # WHEN it is opened and counted
+    with LocalLake(copy) as lake:
+        count = lake.query("SELECT count(*) FROM billing_rows").rows[0][0]
+    # THEN every delivered copy is read
+    assert count == len(sample.deliveries)
 
 
 def test_duckdb_rows_hold_the_ctr_values_and_their_partition(sample: LakeSample, lake: LocalLake) -> None:

@@ -36,7 +36,8 @@ from firehose.deploy.packaging import (
     lambda_platform,
     packaged_template,
 )
-from firehose.deploy.template import TEMPLATE_PATH, load_template, loads_template, resources_of_type
+from firehose.deploy.template import load_template, loads_template, resources_of_type
+from transform.settlement.queries import QUERIES_DIR, named_queries
 
 # ELF e_machine of each Lambda architecture.
 ELF_MACHINE = {"arm64": 183, "x86_64": 62}
@@ -86,6 +87,9 @@ def test_zip_holds_the_handlers_and_runtime_dependencies_only(zip_names: list[st
     for handler in _handlers(load_template()):
         module = handler.rsplit(".", 1)[0]
         assert f"{module.replace('.', '/')}.py" in zip_names, handler
+    # AND the named queries the settlement export reads are, at their path in the repository
+    queries = QUERIES_DIR.relative_to(QUERIES_DIR.parents[1]).as_posix()
+    assert {f"{queries}/{name}.sql" for name in named_queries()} <= set(zip_names)
     # AND the runtime dependencies are, but not what Lambda provides (boto3) nor the local tooling
     assert {"aws_lambda_powertools", "tzdata", *SOURCE_PACKAGES} <= top_levels
     assert not {name for name in top_levels if name.split("-")[0].lower() in RUNTIME_PROVIDED}
@@ -210,25 +214,65 @@ def test_platform_maps_to_manylinux_wheels() -> None:
 
 
 def test_packaged_template_defaults_the_code_parameters_and_changes_nothing_else() -> None:
-    # GIVEN the template text
-    original = TEMPLATE_PATH.read_text(encoding="utf-8")
+    # GIVEN the template as CloudFormation receives it
+    rendered = load_template()
 
     # WHEN it is packaged for an uploaded zip, then packaged again for a newer one
-    first = packaged_template(original, "artifacts-bucket", "releases/lambda-aaaa.zip")
-    second = packaged_template(first, "artifacts-bucket", "releases/lambda-bbbb.zip")
+    first = packaged_template(rendered, "artifacts-bucket", "releases/lambda-aaaa.zip")
+    second = packaged_template(loads_template(first), "artifacts-bucket", "releases/lambda-bbbb.zip")
 
     # THEN the code parameters default to the latest upload
-    parameters = loads_template(second)["Parameters"]
+    packaged = loads_template(second)
+    parameters = packaged["Parameters"]
     assert parameters["LambdaCodeBucket"]["Default"] == "artifacts-bucket"
     assert parameters["LambdaCodeKey"]["Default"] == "releases/lambda-bbbb.zip"
-    # AND everything else, comments included, is as written
-    expected = loads_template(original)
+    # AND everything else is the rendered template, in its order
+    expected = copy.deepcopy(rendered)
     for name in ("LambdaCodeBucket", "LambdaCodeKey"):
         expected["Parameters"][name]["Default"] = parameters[name]["Default"]
-    assert loads_template(second) == expected
-    removed = [line for line in original.splitlines() if line not in second.splitlines()]
-    assert removed == []
-    assert len(second.splitlines()) == len(original.splitlines()) + 2
+    assert packaged == expected
+    assert list(packaged["Parameters"]) == list(rendered["Parameters"])
+    assert list(packaged["Resources"]) == list(rendered["Resources"])
+
+
+def test_a_template_without_the_code_parameters_cannot_be_packaged() -> None:
+    # GIVEN a template that declares no code parameters WHEN/THEN packaging refuses, naming them
+    with pytest.raises(PackagingError, match="no parameter LambdaCodeBucket, LambdaCodeKey"):
+        packaged_template({"Resources": {}}, "artifacts-bucket", "lambda.zip")
+
+
+def test_package_template_only_writes_the_rendered_template_and_builds_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN an output path and a build folder
+    output, build = tmp_path / "out" / "template.yaml", tmp_path / "build"
+
+    # WHEN `ctr-billing package --template-only` runs (what `make template-checks` lints)
+    status = main(["package", "--template-only", "--output", str(output), "--build-dir", str(build)])
+
+    # THEN the template is written as CloudFormation receives it, and no zip is built
+    assert status == 0
+    assert loads_template(output.read_text(encoding="utf-8")) == load_template()
+    assert not build.exists()
+    assert f"wrote {output}" in capsys.readouterr().out
+
+
+def test_package_reports_a_template_that_does_not_render_without_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a template embedding a file that is not there
+    template = tmp_path / "template.yaml"
+    template.write_text(
+        "Resources:\n  Q:\n    Properties: { QueryString: !Embed gone.sql }\n", encoding="utf-8"
+    )
+
+    # WHEN it is packaged THEN the user gets one line naming the file, and nothing is written
+    status = main(
+        ["package", "--template-only", "--template", str(template), "--output", str(tmp_path / "t")]
+    )
+    assert status == 2
+    assert "!Embed gone.sql: no such file" in capsys.readouterr().err
+    assert not (tmp_path / "t").exists()
 
 
 def _options(command: str) -> dict[str, str]:
@@ -244,9 +288,7 @@ def _documented_deploy_commands() -> list[str]:
 
 def test_the_deploy_commands_upload_a_template_too_large_to_send_inline() -> None:
     # GIVEN the packaged template the deploy commands name, with a full-length code key
-    packaged = packaged_template(
-        TEMPLATE_PATH.read_text(encoding="utf-8"), "my-artifacts", f"ctr-billing/lambda-{'0' * 64}.zip"
-    )
+    packaged = packaged_template(load_template(), "my-artifacts", f"ctr-billing/lambda-{'0' * 64}.zip")
     too_large_to_send_inline = len(packaged.encode()) > INLINE_TEMPLATE_LIMIT
 
     # WHEN reading the command `ctr-billing package` prints and the ones the README documents
@@ -300,9 +342,12 @@ def test_package_command_uploads_the_zip_and_writes_a_deployable_template(
         ]
     )
 
-    # THEN the packaged template's code parameters name the uploaded object, byte for byte the zip
+    # THEN the packaged template is the rendered one, whose code parameters name the uploaded object,
+    # byte for byte the zip
     assert status == 0
-    parameters = load_template(output)["Parameters"]
+    packaged = loads_template(output.read_text(encoding="utf-8"))
+    assert packaged["Resources"] == load_template()["Resources"]
+    parameters = packaged["Parameters"]
     assert parameters["LambdaCodeBucket"]["Default"] == "artifacts"
     key = parameters["LambdaCodeKey"]["Default"]
     assert key.startswith("ctr-billing/lambda-") and key.endswith(".zip")

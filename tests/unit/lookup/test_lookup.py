@@ -23,8 +23,9 @@ from lookup.identifiers import (
     extension_from,
     instance_arn_from,
 )
-from lookup.lookups import agent_with_extension, extension_of_agent
+from lookup.lookups import agent_with_extension, connect_parameters, extension_of_agent
 from lookup.settings import LookupSettings, SettingsError
+from tests.events import CONNECT_GET_AGENT_BY_EXTENSION, CONNECT_GET_EXTENSION_BY_AGENT_ID, load_event
 from transform.core.batch import PendingContact
 from transform.core.rules import BillableContact, Outcome
 from transform.stages.enrichment import DirectoryEnrichment
@@ -168,6 +169,18 @@ def test_lookup_answers_are_flat_maps_of_strings() -> None:
     assert by_extension["username"] == ""
     for answer in (by_agent, by_extension):
         assert all(isinstance(key, str) and isinstance(value, str) for key, value in answer.items())
+
+
+def test_the_events_connect_publishes_are_answered() -> None:
+    # GIVEN the events the two flows send, as AWS documents them, and a directory that knows the agent
+    directory = MemoryDirectory([DirectoryEntry(AGENT, "4417", "dr.okafor")])
+    by_agent = connect_parameters(load_event(CONNECT_GET_EXTENSION_BY_AGENT_ID))
+    by_extension = connect_parameters(load_event(CONNECT_GET_AGENT_BY_EXTENSION))
+    # WHEN each lookup reads its parameters and the contact from them
+    # THEN the agent's extension, and the agent with its ARNs under the contact's own instance
+    assert extension_of_agent(directory, by_agent[0]) == {"found": "true", "extension": "4417"}
+    answer = agent_with_extension(directory, *by_extension)
+    assert (answer["found"], answer["agentArn"]) == ("true", f"{INSTANCE}/agent/{AGENT}")
 
 
 def test_lookup_validates_before_reading_the_directory() -> None:

@@ -171,6 +171,54 @@ def test_a_record_the_encoder_cannot_write_costs_that_record_only() -> None:
     assert result.failures == {"r0": "text is not valid Unicode"}
 
 
+def test_a_bug_in_the_rules_costs_that_record_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN rules that fail with an unexpected error on one contact of three
+    doomed = ctrs.billable_ctr()
+    real_classify = batch.classify
+
+    def failing_classify(ctr: dict[str, Any], settings: TransformSettings) -> Any:
+        if ctr.get("ContactId") == doomed["ContactId"]:
+            raise KeyError("a bug")
+        return real_classify(ctr, settings)
+
+    monkeypatch.setattr(batch, "classify", failing_classify)
+    # WHEN a batch with it is transformed
+    _, result = _run([ctrs.billable_ctr(), doomed, ctrs.billable_ctr()])
+    # THEN that record fails as invalid, naming the error's type only; the others are written
+    assert [r["result"] for r in result.records] == ["Ok", "ProcessingFailed", "Ok"]
+    assert result.outcomes == {Outcome.INVALID: 1, Outcome.BILLABLE: 2}
+    assert result.failures == {"r1": "unexpected KeyError"}
+
+
+def test_outcomes_are_reported_in_a_fixed_order() -> None:
+    # GIVEN a batch with every outcome, listed in an order unlike the report's, and a stage that drops one
+    def drop_first(pending: Sequence[PendingContact]) -> None:
+        pending[0].dropped_as = Outcome.DUPLICATE
+
+    invalid = ctrs.billable_ctr()
+    invalid["DisconnectTimestamp"] = "not a time"
+    payloads = [
+        ctrs.billable_ctr(),
+        ctrs.billable_ctr(),
+        ctrs.agent_event(),
+        ctrs.voicemail_ctr(),
+        invalid,
+        b"\xffnot json",
+    ]
+    # WHEN transformed
+    _, result = _run(payloads, CSV, [drop_first])
+    # THEN the counts come in the same order whatever the records' order (the handler logs and publishes
+    # them in this order)
+    assert list(result.outcomes) == [
+        Outcome.MALFORMED,
+        Outcome.INVALID,
+        Outcome.NOT_BILLABLE,
+        Outcome.NOT_A_CONTACT_RECORD,
+        Outcome.DUPLICATE,
+        Outcome.BILLABLE,
+    ]
+
+
 @pytest.mark.parametrize(
     "mutate",
     [

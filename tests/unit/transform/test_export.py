@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from firehose.cli.main import main
-from firehose.offline.lake import LocalLake, named_queries
+from firehose.offline.lake import LocalLake
 from tests.support.lake_samples import (
     FORMULA_EXTENSION,
     NEW_YORK,
@@ -34,6 +34,7 @@ from transform.settlement.export import (
     row_value,
     settle,
 )
+from transform.settlement.queries import named_queries
 
 DAYS = (date(2026, 11, 1), date(2026, 11, 2), date(2026, 11, 3))
 NOW = datetime(2026, 11, 4, 5, 10, tzinfo=UTC)

@@ -7,25 +7,16 @@ number of columns; every ``Ok`` JSON row parses and holds every registry column 
 
 from __future__ import annotations
 
-import base64
 import csv
-import io
-import json
-import re
 import sys
-from functools import cache
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.support.fake_dynamodb import KeyLimitedDynamoDB
-from tests.support.fuzz_inputs import MODES, firehose_batches
+from tests.support.fuzz_inputs import MODES, check_response, firehose_batches, mode
 from transform import handler
-from transform.core.batch import BatchTransformer
-from transform.core.columns import COLUMN_NAMES
-from transform.core.settings import OutputFormat, TransformSettings
 
 # Huge strings pass through as given; a cell may exceed the csv module's default 128 KiB field limit.
 csv.field_size_limit(sys.maxsize)
@@ -42,38 +33,6 @@ class FakeContext:
     memory_limit_in_mb = 512
     invoked_function_arn = "arn:aws:lambda:us-east-1:111122223333:function:TransformCsvFunction"
     aws_request_id = "00000000-0000-0000-0000-000000000000"
-
-
-@cache
-def mode(index: int) -> tuple[TransformSettings, BatchTransformer]:
-    settings_ = TransformSettings.from_environ(MODES[index])
-    return settings_, BatchTransformer(settings_, handler._stages(settings_, KeyLimitedDynamoDB()))
-
-
-def check_response(
-    settings_: TransformSettings, batch: list[dict[str, Any]], response: dict[str, Any]
-) -> None:
-    answers = response["records"]
-    assert [answer["recordId"] for answer in answers] == [record["recordId"] for record in batch]
-    for answer in answers:
-        assert answer["result"] in ("Ok", "Dropped", "ProcessingFailed")
-        assert isinstance(answer["data"], str)
-        if answer["result"] != "Ok":
-            continue
-        payload = base64.b64decode(answer["data"], validate=True).decode("utf-8")
-        assert payload.endswith("\n")
-        if settings_.output_format is OutputFormat.CSV:
-            rows = list(csv.reader(io.StringIO(payload, newline=""), strict=True))
-            assert len(rows) == 1
-            assert len(rows[0]) == len(settings_.csv_columns)
-        else:
-            assert payload.count("\n") == 1
-            row = json.loads(payload)
-            assert set(row) == set(COLUMN_NAMES)
-            keys = answer["metadata"]["partitionKeys"]
-            assert re.fullmatch(r"[0-9]{4}", keys["year"])
-            assert re.fullmatch(r"[0-9]{2}", keys["month"])
-            assert re.fullmatch(r"[0-9]{2}", keys["day"])
 
 
 @FUZZ

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from cfn_tools import load_yaml
 
+from tests.events import FIREHOSE_TRANSFORMATION, load_event
 from tests.support import ctr_factory as ctrs
 from transform.core.settings import SettingsError
 
@@ -140,6 +141,25 @@ def test_a_batch_gets_its_response_and_one_metric_per_outcome(
         if "Reason" in document
         for directive in document["_aws"]["CloudWatchMetrics"]
     )
+
+
+def test_the_event_firehose_publishes_is_answered_record_by_record(load_handler: Any) -> None:
+    # GIVEN the deployed CSV handler and a transformation event as AWS documents it (Kinesis source,
+    # string sequence numbers, an empty subsequenceNumber): a CTR, an agent event, and "Hello World"
+    handler = load_handler(OUTPUT_FORMAT="csv")
+    event = load_event(FIREHOSE_TRANSFORMATION)
+    # WHEN invoked
+    response = handler.lambda_handler(event, ctrs.LambdaContext())
+    # THEN every recordId is answered once, in order: the CTR billed, the agent event dropped, and the
+    # text that is no JSON failed with its own data for the error output
+    assert [(r["recordId"], r["result"]) for r in response["records"]] == [
+        (record["recordId"], result)
+        for record, result in zip(event["records"], ("Ok", "Dropped", "ProcessingFailed"), strict=True)
+    ]
+    assert base64.b64decode(response["records"][0]["data"]) == (
+        b"INBOUND,2026-11-02T14:13:58Z,1011,+12025550143,4417,60\n"
+    )
+    assert response["records"][2]["data"] == "SGVsbG8gV29ybGQ="
 
 
 def test_an_empty_batch_answers_no_records(load_handler: Any) -> None:

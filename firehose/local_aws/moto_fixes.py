@@ -1,0 +1,500 @@
+"""Every change the embedded AWS makes to moto's behaviour, in one module.
+
+Each fix below replaces one or more of moto's functions (its *targets*); its docstring says what moto
+does wrong or slowly there, and ``tests/integration/test_moto_fixes.py`` holds a test that fails
+without it. A fix kept for speed alone is kept only while ``bench/bench_pipeline.py`` shows it worth
+more than 5 % of the pipeline's time.
+
+A fix is written against moto's code as it is, so every target (and every moto function a fix relies
+on without replacing it) carries the fingerprints of its source in the moto releases the fixes were
+verified with. ``install()`` checks them all before it changes anything and refuses to start, naming
+the fix, the function and moto's version, when one is missing or its source differs: upgrading moto
+then means reading what changed in that function, adjusting the fix, and adding the new fingerprint
+(``fingerprint()``) once the tests pass on the new release.
+
+Installed by the process that serves the embedded AWS (``firehose.local_aws.server``), before its
+first request; the fixes are process-wide, as moto's backends are.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import hashlib
+import inspect
+import json
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import ModuleType, SimpleNamespace
+from typing import Any, Literal
+
+import moto
+from moto.core.exceptions import JsonRESTError
+from moto.dynamodb import comparisons
+from moto.dynamodb import models as dynamodb_models
+from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.models import table as table_models
+from moto.dynamodb.models.table import Table
+from moto.kinesis.models import KinesisBackend, Record, Shard, kinesis_backends
+from moto.kinesis.models import Stream as KinesisStream
+from moto.kinesis.responses import KinesisResponse
+from moto.kms.models import Key as KmsKey
+from moto.s3.models import FakeBucket
+
+from firehose.local_aws.models import resolved_properties, without_no_value
+
+# The moto releases these fixes are verified with: pyproject.toml's range, checked again at start-up.
+# A target with two fingerprints reads differently in 5.1.22 and 5.2.x (type-hint syntax only).
+MOTO_RANGE = ((5, 1, 22), (5, 3))
+MOTO_RANGE_TEXT = ">=5.1.22,<5.3"
+
+
+# "fix": moto answers wrongly without it; "speed": moto answers the same, more slowly.
+Kind = Literal["fix", "speed"]
+
+
+class MotoFixError(RuntimeError):
+    """moto is not what the fixes were written against; the message names the fix and what changed."""
+
+
+def fingerprint(value: object) -> str:
+    """A short hash of a function's source, blank and comment-only lines and indentation left out (a
+    module stands for itself by name). Any change of code, signature or docstring changes it."""
+    if isinstance(value, ModuleType):
+        return f"module {value.__name__}"
+    lines = (line.strip() for line in inspect.getsource(value).splitlines())  # type: ignore[arg-type]
+    text = "\n".join(line for line in lines if line and not line.startswith("#"))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One of moto's functions (or module attributes), as a fix found it."""
+
+    owner: type | ModuleType
+    name: str
+    fingerprints: tuple[str, ...]
+
+    @property
+    def label(self) -> str:
+        owner = self.owner
+        where = (
+            owner.__name__ if isinstance(owner, ModuleType) else f"{owner.__module__}.{owner.__qualname__}"
+        )
+        return f"{where}.{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class MotoFix:
+    name: str
+    kind: Kind
+    why: str
+    replaces: tuple[Target, ...]
+    relies_on: tuple[Target, ...]
+    apply: Callable[[], None]
+
+    def check(self) -> None:
+        """Raise ``MotoFixError`` when a target is missing or its source is not a verified one."""
+        version = moto.__version__
+        roles = [(target, "replaces") for target in self.replaces]
+        roles += [(target, "relies on") for target in self.relies_on]
+        for target, role in roles:
+            value = getattr(target.owner, target.name, None)
+            if value is None:
+                raise MotoFixError(
+                    f"moto {version} has no {target.label}, which the embedded AWS's fix {self.name!r} "
+                    f"{role}; review that fix in {__name__} (verified with moto{MOTO_RANGE_TEXT})"
+                )
+            try:
+                found = fingerprint(value)
+            except (OSError, TypeError):  # no Python source: not the function the fix was written for
+                found = "no source"
+            if found not in target.fingerprints:
+                raise MotoFixError(
+                    f"moto {version} changed {target.label}, which the embedded AWS's fix {self.name!r} "
+                    f"{role} (source fingerprint {found}, verified: {', '.join(target.fingerprints)}). "
+                    f"The fix corrects: {self.why.split(chr(10))[0]} Review it in {__name__}, then add "
+                    f"the fingerprint once tests/integration/test_moto_fixes.py passes; or install "
+                    f"moto{MOTO_RANGE_TEXT}"
+                )
+
+
+FIXES: list[MotoFix] = []
+_installed: set[str] = set()
+_install_lock = threading.Lock()
+
+
+def _fix(
+    name: str, kind: Kind, *, replaces: tuple[Target, ...], relies_on: tuple[Target, ...] = ()
+) -> Callable[[Callable[[], None]], Callable[[], None]]:
+    """Register the decorated function as the way to apply a fix; its docstring is the fix's reason."""
+
+    def register(apply: Callable[[], None]) -> Callable[[], None]:
+        FIXES.append(MotoFix(name, kind, inspect.cleandoc(apply.__doc__ or ""), replaces, relies_on, apply))
+        return apply
+
+    return register
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", text)[:3])
+
+
+def check_moto() -> None:
+    """Every fix's targets as verified, and moto's version in the verified range; else ``MotoFixError``."""
+    lowest, above = MOTO_RANGE
+    if not lowest <= _version(moto.__version__) < above:
+        raise MotoFixError(
+            f"the embedded AWS is verified with moto{MOTO_RANGE_TEXT}, found moto {moto.__version__}: "
+            f"install the range pinned in pyproject.toml"
+        )
+    for fix in FIXES:
+        if fix.name not in _installed:
+            fix.check()
+
+
+def install() -> None:
+    """Check every fix, then apply those not yet applied in this process (idempotent)."""
+    with _install_lock:
+        check_moto()
+        for fix in FIXES:
+            if fix.name not in _installed:
+                fix.apply()
+                _installed.add(fix.name)
+
+
+# --- Kinesis -----------------------------------------------------------------------------------------
+
+
+def _untracked_record(cls: type[Record], *args: Any, **kwargs: Any) -> Record:
+    return object.__new__(cls)
+
+
+@_fix(
+    "kinesis-records-untracked",
+    "fix",
+    replaces=(Target(Record, "__new__", ("9aec1acda3b1",)),),
+)
+def _records_untracked() -> None:
+    """moto keeps every Kinesis record ever put alive, so trimming a shard frees no memory.
+
+    moto's ``BaseModel.__new__`` appends each model instance to its class's ``instances_tracked`` list
+    (for the server's dashboard), which only a full reset empties. ``EmbeddedAws.trim_kinesis`` stands
+    in for Kinesis retention by deleting delivered records from their shard; with the tracking list
+    holding them, the embedded AWS's memory still grew with every record put. Records are created
+    untracked (the dashboard then lists no Kinesis records; nothing here reads it).
+    """
+    Record.__new__ = staticmethod(_untracked_record)  # type: ignore[assignment,method-assign]
+
+
+def _max_sequence_number(self: Shard) -> int:
+    return next(reversed(self.records)) if self.records else 0
+
+
+def _min_sequence_number(self: Shard) -> int:
+    return next(iter(self.records)) if self.records else 0
+
+
+def _shard_records(self: Shard, last_sequence_id: str, limit: int | None) -> tuple[list[Record], int, int]:
+    last = int(last_sequence_id)
+    if not self.records:
+        return [], last, 0
+    newest_number = next(reversed(self.records))
+    first = max(last + 1, next(iter(self.records)))
+    final = newest_number if limit is None else min(newest_number, first + limit - 1)
+    results = [record for number in range(first, final + 1) if (record := self.records.get(number))]
+    if not results:
+        return [], last, 0
+    newest = self.records.get(newest_number, results[-1])
+    behind = int((newest.created_at - results[-1].created_at) * 1000)
+    return results, results[-1].sequence_number, behind
+
+
+@_fix(
+    "kinesis-shard-reads",
+    "fix",
+    replaces=(
+        Target(Shard, "get_records", ("ceddc023ad18", "664bcb003bd0")),
+        Target(Shard, "get_min_sequence_number", ("0c6d6da934f3",)),
+        Target(Shard, "get_max_sequence_number", ("bc1edc32c659",)),
+    ),
+    relies_on=(Target(Shard, "put_record", ("6f56c1d72719",)),),
+)
+def _shard_reads() -> None:
+    """moto's GetRecords fails with HTTP 500 when a put lands while it reads, and costs O(shard).
+
+    ``Shard.get_records`` iterates the shard's ``OrderedDict`` of records in Python from its first
+    record; the server answers each request on its own thread, so a PutRecords (or a trim) on another
+    thread mutates the dict mid-iteration: "RuntimeError: OrderedDict mutated during iteration", an
+    HTTP 500 to the reader. It also reads every record before the iterator's position, and
+    ``get_min/max_sequence_number`` copy every key into a list (``put_record`` asks for the maximum on
+    every put). moto numbers a shard's records with consecutive integers (``put_record``: last + 1), so
+    all three are answered by index, touching only the records returned: same results, same iterator.
+    """
+    Shard.get_records = _shard_records  # type: ignore[method-assign]
+    Shard.get_min_sequence_number = _min_sequence_number  # type: ignore[method-assign]
+    Shard.get_max_sequence_number = _max_sequence_number  # type: ignore[method-assign]
+
+
+def _create_stream(
+    cls: type[KinesisStream],
+    resource_name: str,
+    cloudformation_json: Any,
+    account_id: str,
+    region_name: str,
+    **kwargs: Any,
+) -> KinesisStream:
+    properties = resolved_properties(cloudformation_json)
+    backend = kinesis_backends[account_id][region_name]
+    shard_count = properties.get("ShardCount")
+    stream: KinesisStream = backend.create_stream(
+        properties.get("Name") or resource_name,
+        int(shard_count) if shard_count is not None else None,  # type: ignore[arg-type]
+        stream_mode=properties.get("StreamModeDetails") or None,
+        retention_period_hours=properties.get("RetentionPeriodHours"),
+    )
+    tags = {tag["Key"]: tag["Value"] for tag in properties.get("Tags", [])}
+    if tags:
+        backend.add_tags_to_stream(stream_arn=None, stream_name=stream.stream_name, tags=tags)
+    encryption = properties.get("StreamEncryption")
+    if encryption:
+        backend.start_stream_encryption(
+            stream_arn=None,  # type: ignore[arg-type]
+            stream_name=stream.stream_name,
+            encryption_type=encryption["EncryptionType"],
+            key_id=encryption["KeyId"],
+        )
+    return stream
+
+
+@_fix(
+    "kinesis-stream-from-template",
+    "fix",
+    replaces=(Target(KinesisStream, "create_from_cloudformation_json", ("9a9fbff04149",)),),
+    relies_on=(Target(KinesisBackend, "create_stream", ("b7b53746a8dc", "d04f4ee9636d")),),
+)
+def _stream_from_template() -> None:
+    """moto's CloudFormation creates an on-demand, encrypted Kinesis stream as one unencrypted shard.
+
+    ``Stream.create_from_cloudformation_json`` reads ``ShardCount`` (default 1), retention and tags
+    only: it ignores ``StreamModeDetails`` (the API's ``CreateStream`` gives an on-demand stream four
+    shards) and ``StreamEncryption`` (SSE-KMS with the stack's key). The stream is created through the
+    backend's API-level calls with both.
+    """
+    KinesisStream.create_from_cloudformation_json = classmethod(_create_stream)  # type: ignore[method-assign,assignment,arg-type]
+
+
+def _get_records_response(self: KinesisResponse) -> str:
+    next_iterator, records, millis_behind = self.kinesis_backend.get_records(
+        self._get_param("StreamARN"), self._get_param("ShardIterator"), self._get_param("Limit")
+    )
+    return json.dumps(
+        {
+            "NextShardIterator": next_iterator,
+            "Records": [
+                {
+                    "Data": record.data,
+                    "PartitionKey": record.partition_key,
+                    "SequenceNumber": str(record.sequence_number),
+                    "ApproximateArrivalTimestamp": record.created_at,
+                }
+                for record in records
+            ],
+            "MillisBehindLatest": millis_behind,
+        },
+        separators=(",", ":"),
+    )
+
+
+@_fix(
+    "kinesis-get-records-json",
+    "speed",
+    replaces=(Target(KinesisResponse, "get_records", ("6db17fbd8d31",)),),
+    relies_on=(Target(KinesisBackend, "get_records", ("06f09afbfbbb", "162ac1f91275")),),
+)
+def _get_records_json() -> None:
+    """moto's GetRecords answer goes through its generic serializer, record by record.
+
+    ``KinesisResponse.get_records`` returns ``Record.to_json()`` dicts (the data base64-decoded), which
+    moto's serializer encodes again, field by field, against the service model: the largest cost of a
+    local delivery stream's reads, worth ~15 % of the pipeline's time in ``bench_pipeline``. The JSON
+    Kinesis sends is built directly: the base64 text the record was put with, the arrival time as epoch
+    seconds.
+    """
+    KinesisResponse.get_records = _get_records_response  # type: ignore[assignment,method-assign]
+
+
+# --- S3 and KMS --------------------------------------------------------------------------------------
+
+
+def _bucket_permission(self: FakeBucket, action: str, resource: str) -> Any:
+    from moto.iam.access_control import IAMPolicy, PermissionResult
+
+    if self.policy is None:
+        return PermissionResult.NEUTRAL
+    document = json.loads(self.policy)
+    statements = document.get("Statement", [])
+    if isinstance(statements, dict):
+        statements = [statements]
+    enforced = [s for s in statements if isinstance(s, dict) and not s.get("Condition")]
+    if not enforced:
+        return PermissionResult.NEUTRAL
+    return IAMPolicy(json.dumps({**document, "Statement": enforced})).is_action_permitted(action, resource)
+
+
+@_fix(
+    "s3-conditional-bucket-policy",
+    "fix",
+    replaces=(Target(FakeBucket, "get_permission", ("3f29b3715a97",)),),
+)
+def _conditional_bucket_policy() -> None:
+    """moto denies every object request to a bucket whose policy denies insecure transport.
+
+    On each object GET/PUT/DELETE moto evaluates the bucket policy with ``IAMPolicy``, which does not
+    evaluate ``Condition`` blocks: the template's "Deny s3:* unless aws:SecureTransport" then denies
+    every request, TLS or not (the embedded AWS speaks plain HTTP on 127.0.0.1). Statements with a
+    Condition are left out of local enforcement; unconditional ones are enforced as moto does, and
+    GetBucketPolicy still returns the whole policy.
+    """
+    FakeBucket.get_permission = _bucket_permission  # type: ignore[method-assign]
+
+
+_create_key_from_cloudformation: Callable[..., KmsKey] = KmsKey.create_from_cloudformation_json.__func__  # type: ignore[attr-defined]
+
+
+def _create_key(
+    cls: type[KmsKey],
+    resource_name: str,
+    cloudformation_json: Any,
+    account_id: str,
+    region_name: str,
+    **kwargs: Any,
+) -> KmsKey:
+    properties = dict(cloudformation_json.get("Properties") or {})
+    policy = properties.get("KeyPolicy")
+    if isinstance(policy, dict):
+        properties["KeyPolicy"] = json.dumps(without_no_value(policy))
+    resolved = {**cloudformation_json, "Properties": properties}
+    return _create_key_from_cloudformation(cls, resource_name, resolved, account_id, region_name, **kwargs)
+
+
+@_fix(
+    "kms-key-policy-as-json",
+    "fix",
+    replaces=(Target(KmsKey, "create_from_cloudformation_json", ("bc288823bc56",)),),
+)
+def _key_policy_as_json() -> None:
+    """moto's CloudFormation stores a KMS key's ``KeyPolicy`` as the template's map, not JSON text.
+
+    ``Key.create_from_cloudformation_json`` passes ``Properties.KeyPolicy`` to ``create_key`` as given;
+    a template's policy is a map, where the KMS API (and moto's own DescribeKey / GetKeyPolicy code)
+    holds JSON text, so describing the stack's key fails. The policy is handed over as JSON.
+    """
+    KmsKey.create_from_cloudformation_json = classmethod(_create_key)  # type: ignore[method-assign,assignment,arg-type]
+
+
+# --- DynamoDB ---------------------------------------------------------------------------------------
+_transact_write_items = DynamoDBBackend.transact_write_items
+
+
+def _deepcopy_except_tables(value: Any, memo: dict[int, Any] | None = None) -> Any:
+    """moto's ``copy.deepcopy`` in its DynamoDB backend, except that a ``Table`` "copy" is the table
+    itself: moto's rollback then puts back the same table, and the touched items are restored instead."""
+    if isinstance(value, Table):
+        return value
+    return copy.deepcopy(value, memo)
+
+
+def _touched_items(backend: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> list[Any]:
+    """(table name, key, attributes before or ``None``) for every item the transaction may write."""
+    saved: list[Any] = []
+    for request in transact_items:
+        for operation_type, operation in request.items():
+            try:
+                table_name = operation["TableName"]
+                table = backend.get_table(table_name)
+                if operation_type == "Put":
+                    attributes = operation["Item"]
+                    key = {table.hash_key_attr: attributes[table.hash_key_attr]}
+                    if table.range_key_attr is not None:
+                        key[table.range_key_attr] = attributes[table.range_key_attr]
+                else:
+                    key = operation["Key"]
+                current = backend.get_item(table_name, key)
+            except (KeyError, TypeError, JsonRESTError):
+                continue  # an invalid request: moto's own code rejects it before writing anything
+            saved.append((table_name, key, current.to_json()["Attributes"] if current else None))
+    return saved
+
+
+def _transact_with_item_rollback(self: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> None:
+    saved = _touched_items(self, transact_items) if len(transact_items) <= 100 else []
+    try:
+        _transact_write_items(self, transact_items)
+    except Exception:
+        for table_name, key, attributes in reversed(saved):
+            if attributes is None:
+                self.delete_item(table_name, key)
+            else:
+                self.put_item(table_name, attributes)
+        raise
+
+
+@_fix(
+    "dynamodb-transaction-rollback",
+    "fix",
+    replaces=(
+        Target(DynamoDBBackend, "transact_write_items", ("da88455ff466", "be67fe3f263f")),
+        Target(dynamodb_models, "copy", ("module copy",)),
+    ),
+)
+def _transaction_rollback() -> None:
+    """moto's TransactWriteItems copies the whole table per item, fails beside concurrent writes, and
+    a cancelled one undoes other requests' writes.
+
+    ``DynamoDBBackend.transact_write_items`` snapshots each table it touches with ``copy.deepcopy`` once
+    per *item* (100 copies of the whole table for a 100-item transaction, ~15 s on a 2,000-item table).
+    The copy iterates the table's items while other server threads write to it: "RuntimeError:
+    dictionary changed size during iteration", an HTTP 500 (the billing ledger claims contacts in
+    100-item transactions from a thread pool; without this fix a 10,000-contact bench_pipeline run got
+    such 500s and did not finish). And a cancelled transaction puts the snapshot back in place of the
+    table, losing every write other requests made to it meanwhile: a concurrent batch's claims, i.e. a
+    contact billed twice. moto's own code still checks conditions, writes and reports
+    ``CancellationReasons``; only the snapshot changes: the items the transaction may write are saved
+    before it and put back if it fails. (Streams of the table are not rolled back; the stack has none.)
+    """
+    dynamodb_models.copy = SimpleNamespace(deepcopy=_deepcopy_except_tables)  # type: ignore[assignment,attr-defined]
+    DynamoDBBackend.transact_write_items = _transact_with_item_rollback  # type: ignore[method-assign]
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed_condition(expr: str | None, names: str, values: str) -> comparisons.Op | comparisons.Func:
+    return comparisons.get_filter_expression(expr, json.loads(names), json.loads(values))
+
+
+def _cached_filter_expression(
+    expr: str | None, names: dict[str, str] | None, values: dict[str, dict[str, str]] | None
+) -> comparisons.Op | comparisons.Func:
+    return _parsed_condition(expr, json.dumps(names, sort_keys=True), json.dumps(values, sort_keys=True))
+
+
+@_fix(
+    "dynamodb-condition-parse-cache",
+    "speed",
+    replaces=(
+        Target(dynamodb_models, "get_filter_expression", ("0e77a7b798b7", "b69ff1860860")),
+        Target(table_models, "get_filter_expression", ("0e77a7b798b7", "b69ff1860860")),
+    ),
+)
+def _condition_parse_cache() -> None:
+    """moto parses a transaction item's ``ConditionExpression`` again for each check.
+
+    ``transact_write_items`` parses it for the item's check and ``put_item`` parses it again for its
+    own, for every item of every transaction; the billing ledger sends the same few conditions in
+    every claim, and those parses are worth ~9 % of the pipeline's time in ``bench_pipeline``. The
+    parsed ``Op`` trees are immutable once built, so the model-level parses share one cache.
+    """
+    dynamodb_models.get_filter_expression = _cached_filter_expression  # type: ignore[attr-defined]
+    table_models.get_filter_expression = _cached_filter_expression  # type: ignore[attr-defined]

@@ -1,0 +1,156 @@
+"""``ctr-billing demo``'s run, from an empty output folder to ``summary.json``, in the order it happens:
+
+1. the output folders are emptied and a local pipeline started (``local.start_pipeline``: the embedded
+   AWS, the template deployed on it, the Firehose runtime; under chaos, the runtime that is killed);
+2. the records are chosen: simulated contacts (the provider directory seeded with their providers) or
+   the lines of a file;
+3. they are put into the Kinesis stream (``producer.put_records``), paced so that the slowest delivery
+   stream is never far behind, with progress on a terminal, and the runtime drains;
+4. the raw, vendor and lake buckets are downloaded into the output folder;
+5. what they hold is counted beside what the simulator predicted (``summary``) into ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from firehose.pipeline import chaos_run
+from firehose.pipeline.chaos import ChaosPlan
+from firehose.pipeline.local import LocalPipeline, seed_provider_directory, start_pipeline
+from firehose.pipeline.producer import input_records, put_records
+from firehose.pipeline.progress import PutProgress
+from firehose.pipeline.simulator import ConnectSimulator, billing_settings
+from firehose.pipeline.summary import delivered_figures, expected_figures
+from firehose.runtime.delivery import DROPPED
+from firehose.runtime.processing import PROCESSING_FAILED
+from transform.core.columns import DEFAULT_CSV_COLUMNS
+
+if TYPE_CHECKING:
+    from mypy_boto3_kinesis import KinesisClient
+    from mypy_boto3_s3 import S3Client
+
+DEFAULT_CONTACTS = 5_000
+DEFAULT_SEED = 7
+DEFAULT_BUFFER_INTERVAL = 1.0
+# What a run writes into its output folder (removed first, so nothing of an earlier run is counted).
+OUTPUT_FOLDERS = ("raw", "vendor", "lake", "state", "logs")
+SUMMARY_FILE = "summary.json"
+
+
+def _default_build_dir() -> Path:
+    return Path(tempfile.gettempdir()) / "ctr-billing-build"
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    out: Path
+    contacts: int = DEFAULT_CONTACTS
+    seed: int = DEFAULT_SEED
+    # Put each line of this file instead of simulated contacts (then nothing is predicted).
+    input: Path | None = None
+    # Caps every Firehose buffer interval (None: the template's own).
+    buffer_interval: float | None = DEFAULT_BUFFER_INTERVAL
+    # The seed of chaos mode's faults and kills (None: no chaos).
+    chaos: int | None = None
+    build_dir: Path = field(default_factory=_default_build_dir)
+
+
+def run_demo(options: DemoOptions, log: TextIO) -> dict[str, Any]:
+    """Run the demo; returns the summary it wrote to ``summary.json``. Status goes to ``log``."""
+    started = time.monotonic()
+    out = options.out
+    out.mkdir(parents=True, exist_ok=True)
+    for folder in OUTPUT_FOLDERS:
+        shutil.rmtree(out / folder, ignore_errors=True)
+    (out / SUMMARY_FILE).unlink(missing_ok=True)
+
+    print("starting the embedded AWS and deploying cloudformation/template.yaml ...", file=log)
+    plan = None if options.chaos is None else ChaosPlan(seed=options.chaos)
+    pipeline = start_pipeline(out, options.build_dir, options.buffer_interval, plan, options.contacts)
+    try:
+        summary = _run(pipeline, options, started, log)
+    finally:
+        pipeline.stop()
+    (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    return summary
+
+
+def _run(pipeline: LocalPipeline, options: DemoOptions, started: float, log: TextIO) -> dict[str, Any]:
+    vendor_environment = pipeline.function_environment("TransformCsvFunction")
+    simulator: ConnectSimulator | None = None
+    tap: chaos_run.BillableTap | None = None
+    records: Iterable[tuple[bytes, str]]
+    if options.input is None:
+        # The simulator bills by the vendor transform's own settings, so its truth is what to expect.
+        simulator = ConnectSimulator(
+            options.contacts, seed=options.seed, **billing_settings(vendor_environment)
+        )
+        seed_provider_directory(pipeline, simulator.providers)
+        records = ((record.data, record.partition_key) for record in simulator.records())
+        if options.chaos is not None:
+            tap = chaos_run.BillableTap(vendor_environment)
+            records = tap.records(records)
+    else:
+        records = input_records(options.input)
+
+    print(
+        f"stack {pipeline.stack.name} deployed; putting records into {pipeline.stream_name()} ...", file=log
+    )
+    kinesis: KinesisClient = pipeline.aws.client("kinesis")
+    pipeline_started = time.monotonic()
+    with (
+        pipeline.trimming(),
+        PutProgress(log, pipeline.runtime.counts, pipeline.stream_labels()) as progress,
+    ):
+
+        def after_batch(records_put: int) -> None:
+            progress.put(records_put)
+            pipeline.hold_back(records_put)
+
+        records_put = put_records(kinesis, pipeline.stream_name(), records, after_batch)
+        pipeline.drain(timeout=max(120.0, records_put / 100))
+    seconds = time.monotonic() - pipeline_started
+    memory = pipeline.memory()  # before the downloads below
+
+    pipeline.download_buckets(options.out)
+    streams = pipeline.stream_counts()
+    vendor = streams.get("VendorDeliveryStream", {})
+    prefixes = pipeline.data_prefixes()
+    delivered = delivered_figures(
+        options.out, prefixes, vendor_environment.get("CSV_COLUMNS") or ",".join(DEFAULT_CSV_COLUMNS)
+    )
+    truth = simulator.truth if simulator is not None else None
+    expected = expected_figures(
+        truth, ledger=bool(vendor_environment.get("LEDGER_TABLE")), delivered=delivered
+    )
+    summary: dict[str, Any] = {
+        "records_put": records_put,
+        **expected,
+        **delivered,
+        "processing_failed": vendor.get(PROCESSING_FAILED, 0),
+        "dropped": vendor.get(DROPPED, 0),
+        "streams": streams,
+        "seconds": round(seconds, 2),
+        "records_per_second": round(records_put / seconds, 1) if seconds > 0 else None,
+        "total_seconds": round(time.monotonic() - started, 2),
+        "peak_rss_mb": memory,
+        "source": str(options.input) if options.input is not None else "simulator",
+        "stack": {"name": pipeline.stack.name, "skipped_resource_types": list(pipeline.stack.skipped_types)},
+    }
+    if truth is not None:
+        summary["simulation"] = {"seed": options.seed, "contacts": options.contacts, **truth.as_dict()}
+    if tap is not None:
+        s3: S3Client = pipeline.aws.client("s3")
+        summary.update(
+            chaos_run.chaos_summary(
+                pipeline.runtime, tap, s3, pipeline.stack.resources["VendorBucket"], prefixes["vendor"]
+            )
+        )
+    return summary
