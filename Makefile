@@ -7,7 +7,7 @@ TOOLS := .venv-tools
 TOOLS_STAMP := $(TOOLS)/.installed-stamp
 CHECKOV_VERSION := 3.3.30
 
-.PHONY: run test lint types unit template-checks bench package clean
+.PHONY: run test lint types unit template-checks bench package clean chromium
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,8 +49,16 @@ template-checks: $(STAMP) $(TOOLS_STAMP)
 package: $(STAMP)
 	$(BIN)/ctr-billing package $(if $(BUCKET),--bucket $(BUCKET)) $(if $(PREFIX),--prefix $(PREFIX)) --output build/packaged.yaml
 
+# Headless Chromium for the report's browser test (tests/e2e/test_report_browser.py), from Debian's
+# packages, installed only when missing and only as root (CI); otherwise the test is skipped, saying why.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+		else echo "chromium missing (sudo apt-get install chromium): the report's browser test will be skipped"; fi; }
+
 # pytest-xdist: one worker per core (the moto servers and Lambda workers are per test process).
-test: lint types template-checks
+test: lint types template-checks chromium
 	$(BIN)/pytest -n auto
 
 bench: $(STAMP)

@@ -42,6 +42,10 @@ SOURCE_PACKAGES = ("transform", "lookup")
 # Provided by the Lambda Python runtime; a second copy in the zip would shadow the runtime's.
 RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer")
 CODE_PARAMETERS = ("LambdaCodeBucket", "LambdaCodeKey")
+# Files of the dependencies no function imports or reads, left out of the zip: Powertools' swagger-ui
+# bundle (1.5 MB of JavaScript and CSS for the event handler's OpenAPI page, which no function serves),
+# source maps, and type stubs (read by type checkers, never by the runtime).
+UNUSED_SUFFIXES = (".js", ".css", ".map", ".pyi")
 
 _ARCHITECTURE_WHEEL_SUFFIX = {"x86_64": "x86_64", "arm64": "aarch64"}
 _PYTHON_RUNTIME = re.compile(r"python(3\.[0-9]+)")
@@ -191,7 +195,7 @@ def _dependency_entries(root: Path) -> Iterator[tuple[str, Path]]:
     for path in _files(root):
         relative = path.relative_to(root)
         top = relative.parts[0]
-        if top in ("bin", ".complete") or _is_runtime_provided(top):
+        if top in ("bin", ".complete") or _is_runtime_provided(top) or path.name.endswith(UNUSED_SUFFIXES):
             continue
         yield relative.as_posix(), path
 

@@ -31,6 +31,7 @@ from types import ModuleType, SimpleNamespace
 from typing import Any, Literal
 
 import moto
+from moto.awslambda.models import LambdaFunction as MotoLambdaFunction
 from moto.core.exceptions import JsonRESTError
 from moto.dynamodb import comparisons
 from moto.dynamodb import models as dynamodb_models
@@ -498,3 +499,43 @@ def _condition_parse_cache() -> None:
     """
     dynamodb_models.get_filter_expression = _cached_filter_expression  # type: ignore[attr-defined]
     table_models.get_filter_expression = _cached_filter_expression  # type: ignore[attr-defined]
+
+
+# --- Lambda ------------------------------------------------------------------------------------------
+_create_function_from_cloudformation: Callable[..., MotoLambdaFunction] = (
+    MotoLambdaFunction.create_from_cloudformation_json.__func__  # type: ignore[attr-defined]
+)
+
+
+def _create_function(
+    cls: type[MotoLambdaFunction],
+    resource_name: str,
+    cloudformation_json: Any,
+    account_id: str,
+    region_name: str,
+    **kwargs: Any,
+) -> MotoLambdaFunction:
+    function = _create_function_from_cloudformation(
+        cls, resource_name, cloudformation_json, account_id, region_name, **kwargs
+    )
+    architectures = (cloudformation_json.get("Properties") or {}).get("Architectures")
+    if architectures:
+        function.architectures = list(architectures)
+    return function
+
+
+@_fix(
+    "lambda-architectures-from-template",
+    "fix",
+    replaces=(Target(MotoLambdaFunction, "create_from_cloudformation_json", ("2e5aaa1ceb01",)),),
+)
+def _lambda_architectures() -> None:
+    """moto's CloudFormation creates every Lambda function as ``x86_64``, whatever the template says.
+
+    ``LambdaFunction.create_from_cloudformation_json`` copies a fixed list of optional properties
+    (description, memory, timeout, environment, ...) into the function's spec; ``Architectures`` is not
+    among them, so GetFunction / ListFunctions report moto's default ``x86_64`` for the template's
+    ``arm64`` functions. The function is created by moto's own code, then given the template's
+    architectures through the model's validating setter.
+    """
+    MotoLambdaFunction.create_from_cloudformation_json = classmethod(_create_function)  # type: ignore[method-assign,assignment,arg-type]

@@ -44,7 +44,12 @@ from moto.kinesis.models import kinesis_backends
 from moto.moto_server import werkzeug_app
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from firehose.local_aws import moto_fixes
+from firehose.local_aws import (
+    firehose_api,  # noqa: F401 - registers its moto fix before install()
+    moto_fixes,
+)
+from firehose.local_aws.athena import AthenaRoute
+from firehose.local_aws.lambda_api import LambdaInvokeRoute
 from firehose.local_aws.models import register_models
 from firehose.runtime.processes import peak_rss_mb
 
@@ -100,8 +105,34 @@ class ControlRoute:
 
     def __init__(self, moto_app: WsgiApp) -> None:
         self._moto_app = moto_app
+        # Set by the server once its port is known: the local Lambdas' and Athena's clients call it.
+        self.endpoint = ""
+        # Engines moto lacks, answered here: Lambda Invoke (firehose.local_aws.lambda_api) and Athena
+        # query executions on DuckDB (firehose.local_aws.athena).
+        self.lambda_invoke = LambdaInvokeRoute(lambda: self._client("lambda"), self._aws_environment)
+        self.athena = AthenaRoute(self._client)
+
+    def _aws_environment(self) -> dict[str, str]:
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ACCESS_KEY_ID": CREDENTIALS["aws_access_key_id"],
+            "AWS_SECRET_ACCESS_KEY": CREDENTIALS["aws_secret_access_key"],
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_REGION": REGION,
+        }
+
+    def _client(self, service: str) -> Any:
+        return boto3.client(service, endpoint_url=self.endpoint, region_name=REGION, **CREDENTIALS)  # type: ignore[call-overload]
+
+    def close(self) -> None:
+        self.lambda_invoke.close()
+        self.athena.close()
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        if self.lambda_invoke.matches(environ):
+            return self.lambda_invoke(environ, start_response, self._moto_app)
+        if self.athena.matches(environ):
+            return self.athena(environ, start_response, self._moto_app)
         if environ.get("PATH_INFO") != TRIM_PATH:
             return self._moto_app(environ, start_response)
         status, answer = "200 OK", dict[str, Any]()
@@ -135,30 +166,38 @@ class _Server:
     moto's ``ThreadedMotoServer`` does, except that it builds its application itself, with no room for
     a route in front."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         _quiet_moto()
         application = ControlRoute(werkzeug_app.DomainDispatcherApplication(werkzeug_app.create_backend_app))
+        self._application = application
         # moto 5.2.4+ serves with a request handler of its own (it keeps S3 metadata header names that
         # hold underscores); earlier releases serve with werkzeug's.
         handler = getattr(werkzeug_app, "MotoRequestHandler", None)
         self._server: BaseWSGIServer = make_server(
-            "127.0.0.1", 0, application, threaded=True, request_handler=handler
+            "127.0.0.1", port, application, threaded=True, request_handler=handler
         )
         self._thread = threading.Thread(target=self._server.serve_forever, name="embedded-aws", daemon=True)
         self._thread.start()
         host, port = self._server.server_address[:2]
         self.endpoint = f"http://{host!s}:{port}"
+        application.endpoint = self.endpoint
 
     def stop(self) -> None:
+        self._application.close()
         self._server.shutdown()
         self._thread.join()
         self._server.server_close()
 
 
-def serve_until_stdin_closes() -> None:
-    """The isolated server's process: serve, print the endpoint as one line, stop when stdin closes."""
+def serve_until_stdin_closes(port: int = 0) -> None:
+    """The isolated server's process: serve, print the endpoint as one line, stop when stdin closes.
+    A port that cannot be bound is reported as one line ``error: ...`` instead."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop (serve drains first)
-    server = _Server()
+    try:
+        server = _Server(port)
+    except OSError as error:
+        print(f"error: cannot listen on 127.0.0.1:{port} ({error.strerror or error})", flush=True)
+        return
     print(server.endpoint, flush=True)
     try:
         while sys.stdin.buffer.read(4096):
@@ -176,9 +215,12 @@ class EmbeddedAws:
     a child process. moto's backends are process-wide, so an in-thread server is reset when it starts:
     one in-thread embedded AWS per process at a time."""
 
-    def __init__(self, region: str = REGION, *, isolated: bool = False, start_timeout: float = 60.0) -> None:
+    def __init__(
+        self, region: str = REGION, *, isolated: bool = False, start_timeout: float = 60.0, port: int = 0
+    ) -> None:
         self.region = region
         self.isolated = isolated
+        self.port = port  # 0: a free one
         self._start_timeout = start_timeout
         self._server: _Server | None = None
         self._process: subprocess.Popen[bytes] | None = None
@@ -199,7 +241,12 @@ class EmbeddedAws:
         if self.isolated:
             self.endpoint = self._start_process()
         else:
-            self._server = _Server()
+            try:
+                self._server = _Server(self.port)
+            except OSError as error:
+                raise EmbeddedAwsError(
+                    f"cannot listen on 127.0.0.1:{self.port} ({error.strerror})"
+                ) from error
             self.endpoint = self._server.endpoint
         request = urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")  # noqa: S310
         try:
@@ -217,7 +264,7 @@ class EmbeddedAws:
             [
                 sys.executable,
                 "-c",
-                "from firehose.local_aws.server import serve_until_stdin_closes as s; s()",
+                f"from firehose.local_aws.server import serve_until_stdin_closes as s; s({int(self.port)})",
             ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -235,7 +282,11 @@ class EmbeddedAws:
                 self.stop()
                 raise EmbeddedAwsError("the embedded AWS process did not start")
             line += chunk
-        return line.decode().strip()
+        answer = line.decode().strip()
+        if answer.startswith("error: "):
+            self.stop()
+            raise EmbeddedAwsError(answer.removeprefix("error: "))
+        return answer
 
     def stop(self) -> None:
         if self._server is not None:

@@ -10,7 +10,7 @@ files' manifests. SQL written for Athena (Trino) is translated to DuckDB's diale
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -55,6 +55,16 @@ _PARTITION_OBJECT = re.compile(
 _ABOUT_THE_SQL_TEXT = (duckdb.ParserException, duckdb.BinderException, duckdb.CatalogException)
 
 
+# ANSI escape sequences (CSI: colours, cursor moves; OSC: titles, links). sqlglot underlines the
+# offending token with colour codes; a message printed to a pipe, a log or a NO_COLOR terminal has none.
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)")
+
+
+def without_ansi(text: str) -> str:
+    """``text`` without ANSI escape sequences."""
+    return _ANSI.sub("", text)
+
+
 class LakeError(Exception):
     """The lake cannot be read or a query failed; the message names files and SQL, never row values."""
 
@@ -73,7 +83,7 @@ def to_duckdb(sql: str) -> str:
     try:
         statements = [s for s in sqlglot.transpile(sql, read=ATHENA_DIALECT, write="duckdb") if s.strip()]
     except sqlglot.errors.SqlglotError as error:
-        raise LakeError(f"cannot parse the SQL as Athena SQL: {error}") from None
+        raise LakeError(f"cannot parse the SQL as Athena SQL: {without_ansi(str(error))}") from None
     if len(statements) != 1:
         raise LakeError(f"expected one SQL statement, got {len(statements)}")
     return statements[0]
@@ -287,11 +297,18 @@ def partition_prefixes(first_day: date, last_day: date) -> list[str]:
 
 
 def mirror_s3_partitions(
-    client: S3Client, lake: S3Location, prefixes: Iterable[str], destination: Path
+    client: S3Client,
+    lake: S3Location,
+    prefixes: Iterable[str],
+    destination: Path,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> int:
-    """Copy the lake's Parquet objects under ``prefixes`` to ``destination``, keeping keys as paths."""
-    copied = 0
+    """Copy the lake's Parquet objects under ``prefixes`` to ``destination``, keeping keys as paths.
+
+    ``on_progress(bytes_done, bytes_total)`` is called once the objects are listed and after each copy.
+    """
     root = destination.resolve()
+    wanted: list[tuple[str, Path, int]] = []
     paginator = client.get_paginator("list_objects_v2")
     for prefix in prefixes:
         for page in paginator.paginate(Bucket=lake.bucket, Prefix=lake.key(prefix)):
@@ -302,7 +319,15 @@ def mirror_s3_partitions(
                 target = destination / relative
                 if not target.resolve().is_relative_to(root):
                     raise LakeError(f"lake object key {item['Key']!r} would be written outside {destination}")
-                target.parent.mkdir(parents=True, exist_ok=True)
-                client.download_file(lake.bucket, item["Key"], str(target))
-                copied += 1
-    return copied
+                wanted.append((item["Key"], target, item.get("Size", 0)))
+    total = sum(size for _, _, size in wanted)
+    done = 0
+    if on_progress is not None:
+        on_progress(done, total)
+    for key, target, size in wanted:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        client.download_file(lake.bucket, key, str(target))
+        done += size
+        if on_progress is not None:
+            on_progress(done, total)
+    return len(wanted)

@@ -42,7 +42,7 @@ import re
 import tempfile
 import zlib
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -654,9 +654,11 @@ def rebill(
     *,
     window_days: int = DEFAULT_WINDOW_DAYS,
     jobs: int | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> Rebilled:
     """Rebill ``day`` from ``archive`` under ``settings``: the settlement (CSV and manifest, not yet
-    published) and what was read. ``jobs`` processes read objects (default: one per core)."""
+    published) and what was read. ``jobs`` processes read objects (default: one per core).
+    ``on_progress(bytes_done, bytes_total)`` is called once the objects are listed and after each task."""
     window = ArrivalWindow.for_day(day, window_days)
     settlement_window = SettlementWindow.for_day(
         day, settings.billing_timezone, settings.billing_timezone_name
@@ -681,8 +683,16 @@ def rebill(
             ObjectTask(archive, tuple(item.key for item in group), number, lake, partitions, settings)
             for number, group in enumerate(split(objects, 1 if workers == 1 else workers * TASKS_PER_WORKER))
         ]
-        for task_counts in _run_tasks(tasks, settings, workers):
+        sizes = {item.key: item.size for item in objects}
+        total = sum(sizes.values())
+        done = 0
+        if on_progress is not None:
+            on_progress(done, total)
+        for task, task_counts in zip(tasks, _run_tasks(tasks, settings, workers), strict=True):
             counts.add(task_counts)
+            done += sum(sizes[key] for key in task.keys)
+            if on_progress is not None:
+                on_progress(done, total)
         with LocalLake(lake) as local:
             settlement = settle(StreamingEngine(local, settings.csv_columns), day, settings, generated_at)
     return Rebilled(settlement, counts, window, len(objects), workers)

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import tempfile
 import time
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from firehose.pipeline import chaos_run
 from firehose.pipeline.chaos import ChaosPlan
+from firehose.pipeline.errors import PipelineError
 from firehose.pipeline.local import LocalPipeline, seed_provider_directory, start_pipeline
 from firehose.pipeline.producer import input_records, put_records
 from firehose.pipeline.progress import PutProgress
@@ -30,7 +32,7 @@ from firehose.pipeline.simulator import ConnectSimulator, billing_settings
 from firehose.pipeline.summary import delivered_figures, expected_figures
 from firehose.runtime.delivery import DROPPED
 from firehose.runtime.processing import PROCESSING_FAILED
-from transform.core.columns import DEFAULT_CSV_COLUMNS
+from transform.core.columns import DEFAULT_CSV_COLUMNS, LAKE_TABLE
 
 if TYPE_CHECKING:
     from mypy_boto3_kinesis import KinesisClient
@@ -59,6 +61,8 @@ class DemoOptions:
     buffer_interval: float | None = DEFAULT_BUFFER_INTERVAL
     # The seed of chaos mode's faults and kills (None: no chaos).
     chaos: int | None = None
+    # Run the scheduled settlement Lambda (Athena on the embedded AWS) for each day the lake holds.
+    settle: bool = False
     build_dir: Path = field(default_factory=_default_build_dir)
 
 
@@ -79,7 +83,49 @@ def run_demo(options: DemoOptions, log: TextIO) -> dict[str, Any]:
     finally:
         pipeline.stop()
     (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    from firehose.offline.report import demo_report  # plotly, only once the run is done
+
+    report = demo_report(out)
+    if report is not None:
+        print(f"report of the busiest day: {report}", file=log)
     return summary
+
+
+def settle_days(pipeline: LocalPipeline, log: TextIO) -> dict[str, int]:
+    """Invoke the stack's settlement Lambda, as its schedule would, for each UTC day the lake bucket
+    holds a partition of (in order): Athena on the embedded AWS runs its query, and the settled files land
+    in the vendor bucket's ``settled/``. Returns the rows settled per day."""
+    import boto3
+    from botocore.config import Config
+
+    s3: S3Client = pipeline.aws.client("s3")
+    days: set[str] = set()
+    partition = re.compile(LAKE_TABLE + r"/year=([0-9]{4})/month=([0-9]{2})/day=([0-9]{2})/")
+    for page in s3.get_paginator("list_objects_v2").paginate(
+        Bucket=pipeline.stack.resources["LakeBucket"], Prefix=LAKE_TABLE + "/"
+    ):
+        for item in page.get("Contents", []):
+            if found := partition.match(item["Key"]):
+                days.add("-".join(found.groups()))
+    environment = pipeline.aws.environment
+    client = boto3.client(
+        "lambda",
+        endpoint_url=environment["AWS_ENDPOINT_URL"],
+        region_name=environment["AWS_REGION"],
+        aws_access_key_id=environment["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=environment["AWS_SECRET_ACCESS_KEY"],
+        config=Config(read_timeout=960, retries={"max_attempts": 1}),
+    )
+    function = pipeline.stack.resources["SettlementExportFunction"]
+    settled: dict[str, int] = {}
+    for day in sorted(days):
+        answer = client.invoke(FunctionName=function, Payload=json.dumps({"date": day}).encode())
+        result = json.loads(answer["Payload"].read())
+        if "FunctionError" in answer:
+            raise PipelineError(f"the settlement Lambda failed for {day}: {result.get('errorType')}")
+        settled[day] = int(result["rows"])
+        print(f"settled {day}: {result['rows']} rows -> {result['csv']}", file=log)
+    return settled
 
 
 def _run(pipeline: LocalPipeline, options: DemoOptions, started: float, log: TextIO) -> dict[str, Any]:
@@ -87,6 +133,7 @@ def _run(pipeline: LocalPipeline, options: DemoOptions, started: float, log: Tex
     simulator: ConnectSimulator | None = None
     tap: chaos_run.BillableTap | None = None
     records: Iterable[tuple[bytes, str]]
+    total: int | None = None  # the records to put, for the progress bar (counted only on a terminal)
     if options.input is None:
         # The simulator bills by the vendor transform's own settings, so its truth is what to expect.
         simulator = ConnectSimulator(
@@ -94,11 +141,21 @@ def _run(pipeline: LocalPipeline, options: DemoOptions, started: float, log: Tex
         )
         seed_provider_directory(pipeline, simulator.providers)
         records = ((record.data, record.partition_key) for record in simulator.records())
+        if log.isatty():  # the same seed gives the same records: count them for the bar's total
+            total = sum(
+                1
+                for _ in ConnectSimulator(
+                    options.contacts, seed=options.seed, **billing_settings(vendor_environment)
+                ).records()
+            )
         if options.chaos is not None:
             tap = chaos_run.BillableTap(vendor_environment)
             records = tap.records(records)
     else:
         records = input_records(options.input)
+        if log.isatty():
+            with options.input.open("rb") as lines:
+                total = sum(1 for _ in lines)
 
     print(
         f"stack {pipeline.stack.name} deployed; putting records into {pipeline.stream_name()} ...", file=log
@@ -107,7 +164,7 @@ def _run(pipeline: LocalPipeline, options: DemoOptions, started: float, log: Tex
     pipeline_started = time.monotonic()
     with (
         pipeline.trimming(),
-        PutProgress(log, pipeline.runtime.counts, pipeline.stream_labels()) as progress,
+        PutProgress(log, pipeline.runtime.counts, pipeline.stream_labels(), total) as progress,
     ):
 
         def after_batch(records_put: int) -> None:
@@ -115,10 +172,12 @@ def _run(pipeline: LocalPipeline, options: DemoOptions, started: float, log: Tex
             pipeline.hold_back(records_put)
 
         records_put = put_records(kinesis, pipeline.stream_name(), records, after_batch)
+        progress.draining(records_put)
         pipeline.drain(timeout=max(120.0, records_put / 100))
     seconds = time.monotonic() - pipeline_started
     memory = pipeline.memory()  # before the downloads below
 
+    settled = settle_days(pipeline, log) if options.settle else None
     pipeline.download_buckets(options.out)
     streams = pipeline.stream_counts()
     vendor = streams.get("VendorDeliveryStream", {})
@@ -144,6 +203,8 @@ def _run(pipeline: LocalPipeline, options: DemoOptions, started: float, log: Tex
         "source": str(options.input) if options.input is not None else "simulator",
         "stack": {"name": pipeline.stack.name, "skipped_resource_types": list(pipeline.stack.skipped_types)},
     }
+    if settled is not None:
+        summary["settled"] = settled
     if truth is not None:
         summary["simulation"] = {"seed": options.seed, "contacts": options.contacts, **truth.as_dict()}
     if tap is not None:

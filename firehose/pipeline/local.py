@@ -42,6 +42,9 @@ STREAMS = tuple(stream for _, stream in DESTINATIONS.values())
 MAX_BACKLOG = 20_000
 # How often what every delivery stream has delivered is trimmed from the embedded Kinesis.
 TRIM_SECONDS = 0.5
+# How often the runtime reads the delivery streams' configurations again (UpdateDestination, new
+# delivery streams): changes apply well within one buffer interval, as in AWS.
+WATCH_SECONDS = 1.0
 
 
 @dataclass
@@ -166,14 +169,17 @@ def start_pipeline(
     before_runtime: Callable[[EmbeddedAws, DeployedStack], None] | None = None,
     *,
     isolated: bool = True,
+    port: int = 0,
 ) -> LocalPipeline:
     """Embedded AWS, the deployed stack, then the runtime over it (``before_runtime`` runs in between).
 
     The embedded AWS runs in a child process by default (``isolated``): this process then talks to it
     only over HTTP, as to real AWS, uses a core of its own for the runtime, and its memory is the
     pipeline's alone; what the embedded AWS stores grows with the data in the child. Under ``chaos``
-    the runtime is the one that is killed and restarted (``expected`` records spread its kills)."""
-    aws = EmbeddedAws(isolated=isolated).start()
+    the runtime is the one that is killed and restarted (``expected`` records spread its kills).
+    Otherwise the runtime's configuration is live (``WATCH_SECONDS``) and the Lambdas' logs and EMF
+    metrics go to the embedded CloudWatch. ``port`` 0 is a free one."""
+    aws = EmbeddedAws(isolated=isolated, port=port).start()
     try:
         stack = deploy_stack(aws, lambda_zip(build_dir), parameters=chaos_run.stack_parameters(chaos))
         if before_runtime is not None:
@@ -182,7 +188,7 @@ def start_pipeline(
             state_dir / "state", log_dir=state_dir / "logs", buffer_interval_seconds=buffer_interval
         )
         runtime = (
-            FirehoseRuntime(aws, options).start()
+            FirehoseRuntime(aws, options, watch_seconds=WATCH_SECONDS, ship_logs=True).start()
             if chaos is None
             else chaos_run.chaos_runtime(
                 aws, options, chaos, expected, stack.outputs["ContactTraceRecordsCSVBucket"]

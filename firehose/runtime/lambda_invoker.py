@@ -42,10 +42,16 @@ WORKER_COMMAND = (sys.executable, "-P", str(Path(lambda_worker.__file__).resolve
 class InvocationError(RuntimeError):
     """The invocation failed; ``code`` is the Firehose error code, the message holds no record data."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(
+        self, code: str, message: str, *, error_type: str | None = None, handler_message: str | None = None
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        # The handler's own error, when it raised one: for Lambda's Invoke API, which returns it to the
+        # caller as Lambda does (``firehose.local_aws.lambda_api``); the runtime never logs it.
+        self.error_type = error_type
+        self.handler_message = handler_message
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,9 +153,17 @@ class LocalLambda:
         if "error" in answer:
             error = answer["error"]
             raise InvocationError(
-                "Lambda.FunctionError", f"the function returned an error ({error['errorType']})"
+                "Lambda.FunctionError",
+                f"the function returned an error ({error['errorType']})",
+                error_type=error["errorType"],
+                handler_message=error.get("errorMessage"),
             )
         return answer["result"]
+
+    @property
+    def log_path(self) -> Path:
+        """The file the function's log (its stderr and stdout) is appended to."""
+        return self._log_path
 
     def _context(self) -> dict[str, Any]:
         return {

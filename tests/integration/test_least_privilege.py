@@ -253,12 +253,16 @@ def test_each_delivery_stream_writes_only_its_own_bucket(enforced: Deployment, r
     # GIVEN a Firehose delivery role
     own = DELIVERY_ROLES[role]
     # WHEN it writes data and error objects THEN only its own bucket accepts them
+    data = {"RawBucket": "ctr", "VendorBucket": "billing", "LakeBucket": "billing_rows"}
     for bucket in ("RawBucket", "VendorBucket", "LakeBucket"):
-        for key in ("billing/2026/11/02/14/delivered", "errors/processing-failed/2026/11/02/failed"):
+        for key in (f"{data[bucket]}/2026/11/02/14/delivered", "errors/processing-failed/2026/11/02/failed"):
             assert can_write(enforced, role, bucket, key) is (bucket == own), (bucket, key)
-    # AND it reads back nothing outside its own bucket
+    # AND only under its data and error prefixes (issue 13: never the vendor's settled/ files)
+    for key in ("settled/2026-11-02/billing-2026-11-02.csv", "elsewhere/x"):
+        assert can_write(enforced, role, own, key) is False, key
+    # AND it reads back nothing outside its own bucket's data and error prefixes (not the settled/ files)
     for seeded, (bucket, _) in SEEDED.items():
-        assert can_read(enforced, role, seeded) is (bucket == own), seeded
+        assert can_read(enforced, role, seeded) is (bucket == own and seeded != "vendor-settled"), seeded
 
 
 def test_the_vendor_reads_only_vendor_billing_objects(enforced: Deployment) -> None:

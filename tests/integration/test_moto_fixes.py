@@ -388,3 +388,46 @@ def test_every_fix_is_covered_by_a_test_here() -> None:
     fixes = {fix.name for fix in moto_fixes.FIXES}
     # THEN each fix has a test that fails without it, and no test covers a fix that is gone
     assert fixes == set(COVERED)
+
+
+# --- Lambda ------------------------------------------------------------------------------------------
+
+
+@covers("lambda-architectures-from-template")
+def test_a_template_s_function_reports_the_template_s_architecture(aws: EmbeddedAws) -> None:
+    # GIVEN a template declaring an arm64 function (the project's functions all are)
+    name = f"arch-{uuid.uuid4().hex[:8]}"
+    role = {
+        "Type": "AWS::IAM::Role",
+        "Properties": {
+            "AssumeRolePolicyDocument": {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"Service": "lambda.amazonaws.com"},
+                        "Action": "sts:AssumeRole",
+                    }
+                ],
+            }
+        },
+    }
+    function = {
+        "Type": "AWS::Lambda::Function",
+        "Properties": {
+            "FunctionName": name,
+            "Runtime": "python3.12",
+            "Handler": "index.handler",
+            "Architectures": ["arm64"],
+            "Role": {"Fn::GetAtt": ["Role", "Arn"]},
+            "Code": {"ZipFile": "def handler(event, context):\n    return event\n"},
+        },
+    }
+    template = {"Resources": {"Role": role, "Function": function}}
+
+    # WHEN it is deployed through CloudFormation and the function described through the Lambda API
+    aws.client("cloudformation").create_stack(StackName=name, TemplateBody=json.dumps(template))
+    configuration = aws.client("lambda").get_function_configuration(FunctionName=name)
+
+    # THEN it is arm64, as the template says (moto's default is x86_64)
+    assert configuration["Architectures"] == ["arm64"]

@@ -1,7 +1,7 @@
 """``ctr-billing demo``: the whole pipeline on this machine, end to end, with simulated Connect traffic.
 
     ctr-billing demo [--contacts N] [--seed S] [--input FILE] [--out DIR] [--buffer-interval SECONDS]
-                     [--chaos SEED]
+                     [--chaos SEED] [--settle]
 
 Starts the embedded AWS, deploys ``cloudformation/template.yaml`` through its CloudFormation API,
 seeds the provider directory, puts CTRs into the Kinesis stream (500 per PutRecords), runs the local
@@ -13,6 +13,7 @@ into DIR/raw, DIR/vendor, DIR/lake (keys kept as paths) and writes DIR/summary.j
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,17 @@ def register(subparsers: Any) -> None:
         metavar="SEED",
         help="inject seeded faults (S3, Kinesis, transform, 3 kills) and report lost / duplicate vendor rows",
     )
+    parser.add_argument(
+        "--settle",
+        action="store_true",
+        help="then run the settlement Lambda (Athena on the embedded AWS) for each day the lake holds; "
+        "the settled files land in the vendor bucket's settled/ and DIR/vendor/settled/",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print the summary as one JSON object on stdout (the keys of DIR/summary.json) instead of the table",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -102,12 +114,16 @@ def run(args: argparse.Namespace) -> int:
         input=args.input,
         buffer_interval=args.buffer_interval,
         chaos=args.chaos,
+        settle=args.settle,
     )
     try:
         summary = run_demo(options, sys.stderr)
     except PipelineError as error:
         raise CommandError(str(error)) from error
-    print("\n".join(summary_lines(summary, args.out)))
+    if getattr(args, "json", False):
+        print(json.dumps(summary, sort_keys=True))
+    else:
+        print("\n".join(summary_lines(summary, args.out)))
     problems = mismatches(summary, chaos=args.chaos is not None)
     if problems:
         print(f"demo: not as expected: {'; '.join(problems)}", file=sys.stderr)

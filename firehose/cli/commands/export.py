@@ -6,6 +6,7 @@ The same code the scheduled export Lambda runs (``transform.settlement.export``)
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -46,7 +47,7 @@ def register(subparsers: Any) -> None:
             "Settings come from the same environment variables as the Lambda. Re-running gives the same CSV."
         ),
     )
-    parser.add_argument("--date", required=True, help="billing day, YYYY-MM-DD")
+    parser.add_argument("--date", required=True, metavar="YYYY-MM-DD", help="the billing day")
     parser.add_argument(
         "--lake",
         default=str(DEFAULT_LAKE),
@@ -56,6 +57,13 @@ def register(subparsers: Any) -> None:
         "--to",
         help="folder or s3://bucket/prefix for the files (default: settled/ beside a local lake folder)",
     )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print the manifest (date, rows, sha256, columns, generated_at) with the files' locations "
+        "(csv, manifest) as one JSON object",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
     parser.set_defaults(handler=run)
 
 
@@ -70,7 +78,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
-        settlement = _settle(args.lake, day, settings)
+        settlement = _settle(args.lake, day, settings, progress=not getattr(args, "no_progress", False))
         csv_location, manifest_location = publish(settlement, destination)
     except (LakeError, SettlementError) as error:
         raise CommandError(str(error)) from None
@@ -79,11 +87,15 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         raise CommandError(f"S3 refused ({_s3_target(args.lake, args.to)}): {error}") from None
     except (BotoCoreError, OSError) as error:
         raise CommandError(f"cannot export ({_s3_target(args.lake, args.to)}): {error}") from None
+    if getattr(args, "json", False):
+        summary = {**json.loads(settlement.manifest), "csv": csv_location, "manifest": manifest_location}
+        out.write(json.dumps(summary, sort_keys=True) + "\n")
+        return 0
     out.write(f"{csv_location}: {settlement.rows} rows, sha256 {settlement.sha256}\n{manifest_location}\n")
     return 0
 
 
-def _settle(lake: str, day: date, settings: TransformSettings) -> Settlement:
+def _settle(lake: str, day: date, settings: TransformSettings, *, progress: bool = True) -> Settlement:
     generated_at = datetime.now(UTC)
     if not lake.startswith("s3://"):
         path = Path(lake)
@@ -95,7 +107,17 @@ def _settle(lake: str, day: date, settings: TransformSettings) -> Settlement:
     location = S3Location.parse(lake)
     window = SettlementWindow.for_day(day, settings.billing_timezone, settings.billing_timezone_name)
     with tempfile.TemporaryDirectory(prefix="ctr-billing-lake-") as mirror:
-        mirror_s3_partitions(s3_client(), location, partition_prefixes(*window.partition_days), Path(mirror))
+        from firehose.pipeline.progress import progress_bar
+
+        with progress_bar(sys.stderr, desc="download", unit="B", bytes_=True, enabled=progress) as bar:
+
+            def on_progress(done: int, total: int) -> None:
+                bar.total = total
+                bar.update(done - bar.n)
+
+            mirror_s3_partitions(
+                s3_client(), location, partition_prefixes(*window.partition_days), Path(mirror), on_progress
+            )
         with LocalLake(Path(mirror)) as local:
             return settle(local, day, settings, generated_at)
 

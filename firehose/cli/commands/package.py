@@ -11,6 +11,7 @@ flows and outcome metric names filled in from their sources; ``firehose.deploy.t
 from __future__ import annotations
 
 import argparse
+import re
 import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -33,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser = subparsers.add_parser(
         "package",
         help="build the Lambda zip and a packaged CloudFormation template",
-        description=__doc__,
+        description=re.sub(r"``([^`]+)``", r"\1", __doc__ or ""),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--bucket", help="S3 bucket to upload the zip to (omit to build the zip only)")
@@ -47,7 +48,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--build-dir", type=Path, default=Path("build"), help="where lambda.zip is built (default: build)"
     )
-    parser.add_argument("--template", type=Path, default=TEMPLATE_PATH, help="template to package")
+    parser.add_argument(
+        "--template",
+        type=Path,
+        default=TEMPLATE_PATH,
+        help=f"template to package (default: {TEMPLATE_PATH.name})",
+    )
     parser.add_argument(
         "--template-only",
         action="store_true",
@@ -95,8 +101,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _write(output: Path, text: str) -> None:
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(text, encoding="utf-8")
+    """Written whole or not at all (a temporary file renamed); a folder or full disk is a one-line error."""
+    from firehose.offline.transform import open_output
+
+    try:
+        with open_output(str(output), "w") as handle:
+            handle.write(text)
+    except OSError as error:
+        raise CommandError(f"{output}: {error.strerror or error}") from None
 
 
 def deploy_command(template: Path, bucket: str, prefix: str) -> str:

@@ -16,7 +16,7 @@ from firehose.cli.errors import CommandError
 from firehose.offline.lake import DEFAULT_LAKE, LakeError, LocalLake, QueryResult
 from transform.core.columns import COLUMNS_BY_NAME, Column, ColumnType
 from transform.core.rows import csv_text_cell
-from transform.settlement.queries import named_queries
+from transform.settlement.queries import QueryFileError, named_queries, view_select
 
 FORMATS = ("table", "csv", "json")
 # Formula guard for computed columns (no strict format of their own).
@@ -49,7 +49,13 @@ def register(subparsers: Any) -> None:
         type=Path,
         help="folder of settled files for settled_manifests (default: settled/ beside the lake folder)",
     )
-    parser.add_argument("--format", choices=FORMATS, default="table")
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="table",
+        help="table (aligned columns, for people), csv (header and rows) or json (one object per row, "
+        "JSON lines); default: table",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -61,6 +67,17 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         if args.named not in queries:
             raise CommandError(f"no named query {args.named!r}; named queries: {', '.join(queries)}")
         sql = queries[args.named]
+        if f"CREATE OR REPLACE VIEW {args.named} AS" in sql:
+            # A view's named query creates the view (in Athena); here its rows are what a user wants.
+            try:
+                sql = view_select(args.named)
+            except QueryFileError as error:
+                raise CommandError(str(error)) from None
+            print(
+                f"{args.named} is a view (its named query is CREATE OR REPLACE VIEW {args.named} AS "
+                "SELECT ...): showing the view's rows",
+                file=sys.stderr,
+            )
     lake: Path = args.lake
     if not lake.is_dir():
         raise CommandError(f"no lake folder at {lake}: run a demo first or pass --lake DIR")

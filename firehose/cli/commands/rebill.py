@@ -33,6 +33,7 @@ from firehose.offline.rebill import (
     rebill,
     settled_columns_needed,
 )
+from firehose.pipeline.progress import progress_bar
 from transform.core.settings import SettingsError, TransformSettings
 from transform.settlement.export import SettlementDestination, SettlementError, publish
 
@@ -84,6 +85,7 @@ def register(subparsers: Any) -> None:
         help="processes reading objects (default: one per core; small archives are read in-process)",
     )
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
     parser.set_defaults(handler=run)
 
 
@@ -118,9 +120,23 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         settled = read_settled(args.settled, day) if args.settled is not None else None
         if settled is not None:
             parse_billing_csv(settled[1], "settled")  # refused now rather than after the whole archive
-        result = rebill(
-            archive, day, settings, datetime.now(UTC), window_days=args.window_days, jobs=args.jobs
-        )
+        with progress_bar(
+            sys.stderr, desc="rebill", unit="B", bytes_=True, enabled=not getattr(args, "no_progress", False)
+        ) as bar:
+
+            def on_progress(done: int, total: int) -> None:
+                bar.total = total
+                bar.update(done - bar.n)
+
+            result = rebill(
+                archive,
+                day,
+                settings,
+                datetime.now(UTC),
+                window_days=args.window_days,
+                jobs=args.jobs,
+                on_progress=on_progress,
+            )
         changes = corrections(settled[1], result.settlement.csv) if settled is not None else None
         csv_location, manifest_location = publish(result.settlement, destination)
         written: dict[str, Any] = {"csv": csv_location, "manifest": manifest_location}

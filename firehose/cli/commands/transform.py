@@ -38,15 +38,27 @@ def register(subparsers: Any) -> None:
         ),
     )
     parser.add_argument("--input", required=True, help="CTR file (JSON lines; .gz allowed) or - for stdin")
-    parser.add_argument("--format", choices=[f.value for f in OfflineFormat], default="csv")
+    parser.add_argument(
+        "--format",
+        choices=[f.value for f in OfflineFormat],
+        default="csv",
+        help="output format: csv (the vendor CSV), json (the lake's JSON rows) or parquet (default: csv)",
+    )
     parser.add_argument("--output", required=True, help="output file, or - for stdout (csv and json only)")
     parser.add_argument("--rejects", help="write the lines that failed (malformed or invalid CTRs) here")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print the summary as one JSON object on stdout (needs --output to be a file)",
+    )
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     output_format = OfflineFormat(args.format)
+    if args.json and args.output == "-":
+        raise CommandError("--json prints the summary on stdout: give --output a file")
     if output_format is OfflineFormat.PARQUET and args.output == "-":
         raise CommandError("--format parquet needs a file for --output")
     if args.input != "-" and not os.path.isfile(args.input):
@@ -67,7 +79,10 @@ def run(args: argparse.Namespace) -> int:
 
     for number, problem in summary.first_failures:
         print(f"line {number}: {problem}", file=sys.stderr)
-    print(json.dumps(summary.as_dict(), indent=2), file=sys.stderr)
+    if args.json:
+        print(json.dumps(summary.as_dict(), sort_keys=True))
+    else:
+        print(json.dumps(summary.as_dict(), indent=2), file=sys.stderr)
     if args.output != "-":
         print(f"wrote {args.output}", file=sys.stderr)
     return 1 if summary.first_failures else 0
@@ -104,8 +119,22 @@ def _refuse_overwriting_the_input(args: argparse.Namespace) -> None:
 
 
 def _progress(args: argparse.Namespace) -> Any:
+    """The transform's bar: lines out of the file's lines (counted first; none for stdin)."""
     if args.no_progress or not sys.stderr.isatty():
         return None
-    from tqdm import tqdm
+    from firehose.pipeline.progress import progress_bar
 
-    return tqdm(unit=" CTRs", file=sys.stderr, mininterval=0.5)
+    total = None if args.input == "-" else count_lines(args.input)
+    return progress_bar(sys.stderr, desc="transform", unit=" CTRs", total=total)
+
+
+def count_lines(path: str) -> int:
+    """The lines of a plain or gzip file (a last line without a line ending counts too)."""
+    opener: Any = gzip.open if path.endswith(".gz") else open
+    lines = 0
+    last = b"\n"
+    with opener(path, "rb") as source:
+        while chunk := source.read(1 << 20):
+            lines += chunk.count(b"\n")
+            last = chunk[-1:]
+    return lines + (last != b"\n")

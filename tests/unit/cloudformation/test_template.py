@@ -590,7 +590,7 @@ def test_every_function_encrypts_its_environment_traces_and_logs_to_its_own_grou
     for logical_id, function in functions:
         properties = function["Properties"]
         assert properties["KmsKeyArn"] == KEY_ARN, logical_id
-        assert properties["TracingConfig"] == {"Mode": "Active"}, logical_id
+        assert properties["TracingConfig"] == {"Mode": "PassThrough"}, logical_id
         group = properties["LoggingConfig"]["LogGroup"]["Ref"]
         assert cfn_template["Resources"][group]["Type"] == "AWS::Logs::LogGroup"
 

@@ -23,6 +23,65 @@ ROOT = TEMPLATE_PATH.parent.parent
 POLICIES = ROOT / "cloudformation" / "checkov"
 SSE_KMS_CHECK = "CKV_CTR_1"
 TLS_ONLY_CHECK = "CKV_CTR_2"
+GRANT_CHECK = "CKV_CTR_3"
+OTHER_KEY_CHECK = "CKV_CTR_4"
+PREFIX_CHECK = "CKV_CTR_5"
+
+# Issue 13: a key policy with an unconditioned kms:Create* and a bucket policy without a key pin (the one
+# above), and a Firehose role writing a whole bucket.
+BAD_HARDENING_TEMPLATE = """\
+AWSTemplateFormatVersion: "2010-09-09"
+Resources:
+  GrantsToAnyoneKey:
+    Type: AWS::KMS::Key
+    Properties:
+      KeyPolicy:
+        Statement:
+          - Effect: Allow
+            Principal: { AWS: !Sub "arn:${AWS::Partition}:iam::${AWS::AccountId}:root" }
+            Action: [kms:Create*, kms:Describe*]
+            Resource: "*"
+  GrantsForServicesKey:
+    Type: AWS::KMS::Key
+    Properties:
+      KeyPolicy:
+        Statement:
+          - Effect: Allow
+            Principal: { AWS: !Sub "arn:${AWS::Partition}:iam::${AWS::AccountId}:root" }
+            Action: kms:CreateGrant
+            Resource: "*"
+            Condition: { Bool: { kms:GrantIsForAWSResource: "true" } }
+  WholeBucketDeliveryRole:
+    Type: AWS::IAM::Role
+    Properties:
+      AssumeRolePolicyDocument:
+        Statement:
+          - Effect: Allow
+            Principal: { Service: firehose.amazonaws.com }
+            Action: sts:AssumeRole
+      Policies:
+        - PolicyName: write
+          PolicyDocument:
+            Statement:
+              - Effect: Allow
+                Action: [s3:PutObject, s3:GetObject]
+                Resource: !Sub "arn:${AWS::Partition}:s3:::some-bucket/*"
+  PrefixDeliveryRole:
+    Type: AWS::IAM::Role
+    Properties:
+      AssumeRolePolicyDocument:
+        Statement:
+          - Effect: Allow
+            Principal: { Service: firehose.amazonaws.com }
+            Action: sts:AssumeRole
+      Policies:
+        - PolicyName: write
+          PolicyDocument:
+            Statement:
+              - Effect: Allow
+                Action: s3:PutObject
+                Resource: !Sub "arn:${AWS::Partition}:s3:::some-bucket/data/*"
+"""
 
 BAD_TEMPLATE = """\
 AWSTemplateFormatVersion: "2010-09-09"
@@ -146,6 +205,26 @@ def test_custom_policies_fail_buckets_and_policies_that_break_design_section_5(t
     assert _results(report, "failed", TLS_ONLY_CHECK) == {"AllowsPlainHttpPolicy", "ObjectsOnlyPolicy"}
 
 
+def test_custom_policies_fail_the_issue_13_findings(tmp_path: Path) -> None:
+    # GIVEN a key policy granting kms:Create* unconditioned, a Firehose role writing a whole bucket, and
+    # bucket policies (BAD_TEMPLATE) that deny no other KMS key
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(BAD_HARDENING_TEMPLATE, encoding="utf-8")
+    other = tmp_path / "other.yaml"
+    other.write_text(BAD_TEMPLATE, encoding="utf-8")
+
+    # WHEN checkov runs the custom policies
+    report = _scan(bad)
+    other_report = _scan(other)
+
+    # THEN each fails what it is for, and passes the fixed shape
+    assert _results(report, "failed", GRANT_CHECK) == {"GrantsToAnyoneKey"}
+    assert _results(report, "passed", GRANT_CHECK) == {"GrantsForServicesKey"}
+    assert _results(report, "failed", PREFIX_CHECK) == {"WholeBucketDeliveryRole"}
+    assert _results(report, "passed", PREFIX_CHECK) == {"PrefixDeliveryRole"}
+    assert _results(other_report, "failed", OTHER_KEY_CHECK) == {"AllowsPlainHttpPolicy", "ObjectsOnlyPolicy"}
+
+
 def test_template_passes_every_check_and_each_skip_has_a_reason(template_report: dict[str, Any]) -> None:
     # GIVEN the checkov report of the template
     template = load_template()
@@ -156,6 +235,13 @@ def test_template_passes_every_check_and_each_skip_has_a_reason(template_report:
     assert template_report["summary"]["failed"] == 0, template_report["results"]["failed_checks"]
     assert _results(template_report, "passed", SSE_KMS_CHECK) == buckets
     assert _results(template_report, "passed", TLS_ONLY_CHECK) == policies
+    assert _results(template_report, "passed", OTHER_KEY_CHECK) == policies
+    assert _results(template_report, "passed", GRANT_CHECK) == {"BillingKey"}
+    assert _results(template_report, "passed", PREFIX_CHECK) == {
+        "RawDeliveryRole",
+        "VendorDeliveryRole",
+        "LakeDeliveryRole",
+    }
     # AND every skip is declared in the resource's Metadata with a written reason
     for skipped in template_report["results"]["skipped_checks"]:
         logical_id = skipped["resource"].split(".", 1)[1]

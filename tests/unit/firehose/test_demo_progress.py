@@ -1,4 +1,4 @@
-"""The demo's progress: a tqdm status line of records put and delivered on a terminal, nothing elsewhere."""
+"""The demo's progress: a tqdm status line of records put and handled on a terminal, nothing elsewhere."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def test_on_a_terminal_the_records_put_and_each_streams_finished_records_are_sho
     shown = terminal.getvalue()
     last = shown.replace("\r", "\n").strip().splitlines()[-1]
     assert last.startswith("put: 1000 records")
-    assert last.endswith("delivered: raw 6, vendor 6]")
+    assert last.endswith("handled: raw 6, vendor 6]")
 
 
 def test_off_a_terminal_nothing_is_drawn() -> None:
