@@ -431,3 +431,33 @@ def test_a_template_s_function_reports_the_template_s_architecture(aws: Embedded
 
     # THEN it is arm64, as the template says (moto's default is x86_64)
     assert configuration["Architectures"] == ["arm64"]
+
+
+# --- Firehose ----------------------------------------------------------------------------------------
+
+
+@covers("firehose-kinesis-source-refuses-puts")
+def test_direct_puts_to_a_kinesis_sourced_delivery_stream_are_refused(aws: EmbeddedAws) -> None:
+    # GIVEN a delivery stream reading a Kinesis stream, writing to a bucket
+    name = f"src-{uuid.uuid4().hex[:8]}"
+    kinesis, firehose, s3 = aws.client("kinesis"), aws.client("firehose"), aws.client("s3")
+    kinesis.create_stream(StreamName=name, ShardCount=1)
+    stream_arn = kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]["StreamARN"]
+    s3.create_bucket(Bucket=name)
+    role = f"arn:aws:iam::{ACCOUNT_ID}:role/{name}"
+    firehose.create_delivery_stream(
+        DeliveryStreamName=name,
+        DeliveryStreamType="KinesisStreamAsSource",
+        KinesisStreamSourceConfiguration={"KinesisStreamARN": stream_arn, "RoleARN": role},
+        ExtendedS3DestinationConfiguration={"BucketARN": f"arn:aws:s3:::{name}", "RoleARN": role},
+    )
+    # WHEN a record is put into it directly, alone and in a batch
+    # THEN AWS's refusal, and nothing reaches the bucket (moto would write the raw record there)
+    for put in (
+        lambda: firehose.put_record(DeliveryStreamName=name, Record={"Data": b'{"ContactId": "x"}'}),
+        lambda: firehose.put_record_batch(DeliveryStreamName=name, Records=[{"Data": b"{}"}]),
+    ):
+        with pytest.raises(firehose.exceptions.InvalidArgumentException) as refused:
+            put()
+        assert refused.value.response["Error"]["Code"] == "InvalidArgumentException"
+    assert s3.list_objects_v2(Bucket=name).get("KeyCount", 0) == 0
