@@ -19,6 +19,7 @@ BENCHMARKS: tuple[str, ...] = (
     "bench.bench_rebill",
     "bench.bench_pipeline",
     "bench.bench_fuzz",
+    "bench.bench_cli_fuzz",
     "bench.bench_chaos",
 )
 

@@ -5,8 +5,10 @@ Connect instance ARNs. No AWS, no I/O. Error messages name the problem, never ec
 from __future__ import annotations
 
 import re
+import unicodedata
 
-# A provider's extension: what a caller keys in on the phone.
+# A provider's extension: what a caller keys in on the phone, in its canonical form (DESIGN §3):
+# ASCII digits, leading zeros kept and significant.
 EXTENSION = re.compile(r"[0-9]{1,5}")
 # Connect user ids are UUIDs; any DynamoDB-friendly token is accepted so existing tables keep working.
 AGENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
@@ -36,10 +38,37 @@ def agent_id_from(value: object, name: str = "AgentArn") -> str:
     return value
 
 
+def canonical_extension(value: str) -> str:
+    """An extension in its canonical form (DESIGN §3), the one function the directory, the lookups and
+    the billing CSV use: surrounding white space dropped and, when every character is a Unicode decimal
+    digit (``४४१७``, ``٤٤١٧``, full-width digits), each mapped to its ASCII digit (``4417``). Leading
+    zeros are kept: ``0417`` and ``417`` are different extensions. Any other value is returned as given
+    (stripped); whether it is a valid extension is ``is_extension``'s question."""
+    value = value.strip()
+    if value.isdecimal() and not value.isascii():
+        return "".join(str(unicodedata.decimal(char)) for char in value)
+    return value
+
+
+def extension_clash_key(extension: str) -> str:
+    """What two extensions must not share across agents: the extension with leading zeros ignored
+    (``0417`` and ``417`` clash; ``0`` and ``00`` too)."""
+    return canonical_extension(extension).lstrip("0") or "0"
+
+
+def zero_padded_forms(extension: str) -> tuple[str, ...]:
+    """Every valid extension that clashes with ``extension`` (itself included), e.g. ``417`` ->
+    ``417, 0417, 00417``: what to look up to find a clashing holder."""
+    key = extension_clash_key(extension)
+    first = len(key) if key != "0" else 1
+    return tuple("0" * (width - len(key)) + key for width in range(first, 6) if width >= len(key))
+
+
 def extension_from(value: object, name: str = "extensionNumber") -> str:
+    """A caller's keyed digits (or a flow attribute) -> the canonical extension."""
     if not isinstance(value, str) or not value.strip():
         raise InvalidIdentifierError(f"missing parameter {name}")
-    value = value.strip()
+    value = canonical_extension(value)
     if EXTENSION.fullmatch(value) is None:
         raise InvalidIdentifierError(f"{name} must be 1-5 digits")
     return value

@@ -22,9 +22,11 @@ from lookup.identifiers import (
     agent_arn,
     agent_id_from,
     agent_queue_arn,
+    canonical_extension,
     extension_from,
     instance_arn_from,
     instance_id,
+    is_extension,
 )
 from lookup.names import AgentNames
 
@@ -74,9 +76,11 @@ def extension_of_agent(directory: DirectoryView, parameters: Mapping[str, Any]) 
     except InvalidIdentifierError as error:
         return {"found": "false", "extension": "", "error": str(error)}
     entry = directory.entry_for_agent(agent_id)
-    if entry is None or not entry.extension:
+    # The flow gets the canonical form (DESIGN §3); a hand-edited row holding no extension is not found.
+    extension = canonical_extension(entry.extension) if entry is not None else ""
+    if not is_extension(extension):
         return {"found": "false", "extension": ""}
-    return {"found": "true", "extension": entry.extension}
+    return {"found": "true", "extension": extension}
 
 
 def agent_with_extension(

@@ -1,7 +1,10 @@
 """Provider directory management: import / export / set / remove, against the embedded AWS or real AWS.
 
-Rules the voicemail solution does not enforce and we do: an extension is 1-5 digits and belongs to at
-most one agent. ``import`` validates the whole file (and the table's current holders) before writing
+Rules the voicemail solution does not enforce and we do: an extension is 1-5 digits in its canonical
+form (DESIGN §3: Unicode decimal digits are stored as ASCII, leading zeros kept) and belongs to at most
+one agent, counting extensions that differ only in leading zeros (``0417``, ``417``) as the same; a
+username holds no control or Unicode format characters (U+202E would reverse what a reader sees). The
+file is strict CSV: UTF-8, one header with each column once, quotes closed, fields under 128 KiB. ``import`` validates the whole file (and the table's current holders) before writing
 anything and reports every bad line; it then writes 100 entries per DynamoDB transaction, each entry
 conditional on the item being as it was checked, and rolls back the transactions already committed
 when a later one fails. Writes update ``extension``/``username`` (and ``userId``, always the agent id:
@@ -17,15 +20,23 @@ held twice rather than guess.
 from __future__ import annotations
 
 import csv
+import io
+import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TextIO
+from typing import IO, TYPE_CHECKING, TextIO
 
 from firehose.cli.errors import CommandError
 from lookup.directory import DirectoryEntry
 from lookup.directory_admin import ChangesNotApplied, DirectoryAdmin, EntryChange
-from lookup.identifiers import is_agent_id, is_extension
+from lookup.identifiers import (
+    canonical_extension,
+    extension_clash_key,
+    is_agent_id,
+    is_extension,
+    zero_padded_forms,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -33,6 +44,11 @@ if TYPE_CHECKING:
 COLUMNS = ("agentId", "extension", "username")
 REQUIRED_COLUMNS = ("agentId", "extension")
 MAX_USERNAME = 128
+MAX_FIELD = 128 * 1024
+# Cells a spreadsheet would run as a formula (as transform.core.rows.csv_text_cell guards them).
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+# Control, format (bidi overrides, zero-width), surrogate, private-use, unassigned, line/paragraph separators.
+_REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,11 +82,38 @@ def entry_problem(agent_id: str, extension: str, username: str) -> str | None:
         return "agentId is empty"
     if not is_agent_id(agent_id):
         return f"agentId {agent_id!r} is not an agent id (letters, digits, '-', '_', '.'; up to 128)"
-    if not is_extension(extension):
-        return f"extension {extension!r} must be 1-5 digits"
-    if len(username) > MAX_USERNAME or any(ord(char) < 32 for char in username):
-        return f"username of agent {agent_id} must be at most {MAX_USERNAME} printable characters"
+    if not is_extension(canonical_extension(extension)):
+        # A long value is not echoed: it may be a patient's phone number typed in the wrong column.
+        shown = _shown(extension) if len(extension) <= 8 else f"of {len(extension)} characters"
+        return f"extension {shown} must be 1-5 digits"
+    if len(username) > MAX_USERNAME or any(_refused_char(char) for char in username):
+        return (
+            f"username of agent {agent_id} must be at most {MAX_USERNAME} printable characters "
+            "(no control or Unicode format characters)"
+        )
     return None
+
+
+def _refused_char(char: str) -> bool:
+    return unicodedata.category(char) in _REFUSED_CATEGORIES
+
+
+def _shown(value: str) -> str:
+    """A value for an error message: quoted, with refused characters escaped, and cut short."""
+    shown = "".join(f"\\u{ord(char):04x}" if _refused_char(char) else char for char in value[:40])
+    return repr(shown + ("..." if len(value) > 40 else ""))
+
+
+def guarded_username(username: str) -> str:
+    """A username as ``export`` writes it: one a spreadsheet would run as a formula gets a ``'``
+    prefix (Connect user names cannot contain ``'``, so ``import`` takes the prefix off again)."""
+    return "'" + username if username.startswith(FORMULA_TRIGGERS) else username
+
+
+def unguarded_username(username: str) -> str:
+    if username.startswith("'") and username[1:].startswith(FORMULA_TRIGGERS):
+        return username[1:]
+    return username
 
 
 def parse_entries(
@@ -81,8 +124,8 @@ def parse_entries(
     problems: list[LineProblem] = []
     for line, row in rows:
         agent_id = (row.get("agentId") or "").strip()
-        extension = (row.get("extension") or "").strip()
-        username = (row.get("username") or "").strip()
+        extension = canonical_extension(row.get("extension") or "")
+        username = unguarded_username((row.get("username") or "").strip())
         problem = entry_problem(agent_id, extension, username)
         if problem is not None:
             problems.append(LineProblem(line, problem))
@@ -95,7 +138,7 @@ def parse_entries(
 def _duplicates(entries: Sequence[NumberedEntry]) -> list[LineProblem]:
     problems: list[LineProblem] = []
     first_of_agent: dict[str, int] = {}
-    holder_of_extension: dict[str, NumberedEntry] = {}
+    holder_of_extension: dict[str, NumberedEntry] = {}  # by clash key: leading zeros ignored
     for item in entries:
         agent_id, extension = item.entry.agent_id, item.entry.extension
         if agent_id in first_of_agent:
@@ -104,66 +147,120 @@ def _duplicates(entries: Sequence[NumberedEntry]) -> list[LineProblem]:
             )
             continue
         first_of_agent[agent_id] = item.line
-        holder = holder_of_extension.get(extension)
+        holder = holder_of_extension.get(extension_clash_key(extension))
         if holder is not None:
+            same = "" if holder.entry.extension == extension else f" (as {holder.entry.extension})"
             problems.append(
                 LineProblem(
                     item.line,
-                    f"extension {extension} is given to agent {holder.entry.agent_id} on line {holder.line} "
-                    f"and to agent {agent_id} here",
+                    f"extension {extension} is given to agent {holder.entry.agent_id} on line {holder.line}"
+                    f"{same} and to agent {agent_id} here",
                 )
             )
             continue
-        holder_of_extension[extension] = item
+        holder_of_extension[extension_clash_key(extension)] = item
     return problems
 
 
 def table_conflicts(entries: Sequence[NumberedEntry], current: Iterable[DirectoryEntry]) -> list[LineProblem]:
-    """Extensions the table already gives to another agent that keeps it after this import."""
+    """Extensions the table already gives to another agent that keeps it after this import (leading
+    zeros ignored: ``0417`` in the file clashes with ``417`` in the table)."""
     new_extension = {item.entry.agent_id: item.entry.extension for item in entries}
-    holders: dict[str, list[str]] = defaultdict(list)
+    holders: dict[str, list[DirectoryEntry]] = defaultdict(list)
     for entry in current:
         if entry.extension:
-            holders[entry.extension].append(entry.agent_id)
+            holders[extension_clash_key(entry.extension)].append(entry)
     problems: list[LineProblem] = []
     for item in entries:
         agent_id, extension = item.entry.agent_id, item.entry.extension
-        for other in holders.get(extension, ()):
-            keeps_it = new_extension.get(other, extension) == extension
-            if other != agent_id and keeps_it:
+        key = extension_clash_key(extension)
+        for other in holders.get(key, ()):
+            kept = new_extension.get(other.agent_id, other.extension)
+            keeps_it = extension_clash_key(kept) == key
+            if other.agent_id != agent_id and keeps_it:
+                same = "" if kept == extension else f" as {kept}"
                 problems.append(
                     LineProblem(
                         item.line,
-                        f"extension {extension} is already held by agent {other}; "
+                        f"extension {extension} is already held by agent {other.agent_id}{same}; "
                         f"cannot assign it to agent {agent_id}",
                     )
                 )
     return problems
 
 
+def decode_csv(data: bytes) -> str:
+    """A directory file's bytes as text: UTF-8, a BOM allowed. Anything else rejects the whole file,
+    naming the first line that is not UTF-8 (and not echoing it)."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise DirectoryRejected(
+            "nothing imported: the file is not UTF-8 text", [LineProblem(line, "is not valid UTF-8")]
+        ) from None
+
+
 def read_csv(source: TextIO) -> tuple[list[tuple[int, dict[str, str]]], list[LineProblem]]:
     """Rows of a directory CSV with their line numbers, and the lines that do not fit the header.
-    A bad header rejects the whole file."""
-    reader = csv.DictReader(source)
-    header = [name.strip() for name in reader.fieldnames or []]
+    A bad header, an unclosed quote or a field over 128 KiB rejects the whole file."""
+    reader = csv.reader(source, strict=True)
+    records: list[tuple[int, list[str]]] = []
+    while True:
+        start = reader.line_num + 1
+        try:
+            record = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as error:
+            raise DirectoryRejected(
+                "nothing imported: the file is not valid CSV", [LineProblem(start, _csv_problem(error))]
+            ) from None
+        if any(len(field) > MAX_FIELD for field in record):
+            raise DirectoryRejected(
+                "nothing imported: the file is not valid CSV",
+                [LineProblem(start, f"has a field over {MAX_FIELD // 1024} KiB")],
+            )
+        records.append((start, record))
+    if not records:
+        raise DirectoryRejected("nothing imported: the file is empty", [LineProblem(1, "no header")])
+    header_line, raw_header = records[0]
+    header = [name.strip() for name in raw_header]
     missing = [name for name in REQUIRED_COLUMNS if name not in header]
     unknown = [name for name in header if name not in COLUMNS]
-    if missing or unknown:
+    repeated = [name for name in dict.fromkeys(header) if header.count(name) > 1]
+    if missing or unknown or repeated:
         problem = "header must be agentId,extension,username"
         if missing:
             problem += f"; missing {', '.join(missing)}"
         if unknown:
-            problem += f"; unknown {', '.join(unknown)}"
-        raise DirectoryRejected("nothing imported: the file's header is wrong", [LineProblem(1, problem)])
-    reader.fieldnames = header
+            problem += f"; unknown {', '.join(_shown(name) for name in unknown)}"
+        if repeated:
+            problem += f"; repeated {', '.join(repeated)}"
+        raise DirectoryRejected(
+            "nothing imported: the file's header is wrong", [LineProblem(header_line, problem)]
+        )
     rows: list[tuple[int, dict[str, str]]] = []
     problems: list[LineProblem] = []
-    for row in reader:
-        if None in row:
-            problems.append(LineProblem(reader.line_num, "has more fields than the header"))
-        elif any((value or "").strip() for value in row.values()):  # blank lines are skipped
-            rows.append((reader.line_num, {key: value or "" for key, value in row.items()}))
+    for line, record in records[1:]:
+        if len(record) > len(header):
+            problems.append(LineProblem(line, "has more fields than the header"))
+        elif any(value.strip() for value in record):  # blank lines are skipped
+            row = dict.fromkeys(header, "")
+            row.update(zip(header, record, strict=False))
+            rows.append((line, row))
     return rows, problems
+
+
+def _csv_problem(error: csv.Error) -> str:
+    message = str(error)
+    if "field larger than field limit" in message:
+        return f"has a field over {MAX_FIELD // 1024} KiB"
+    if "unexpected end of data" in message:
+        return "has a quote that is never closed"
+    if "NUL" in message:
+        return "contains a NUL character"
+    return "is not valid CSV (a quote in an unquoted field, or text after a closing quote)"
 
 
 # --- operations ------------------------------------------------------------------------------------
@@ -225,31 +322,41 @@ def import_failure(failure: ChangesNotApplied, entries: Sequence[NumberedEntry])
     )
 
 
-def import_csv(table: DirectoryAdmin, source: TextIO) -> int:
+def import_csv(table: DirectoryAdmin, source: TextIO | bytes) -> int:
+    """``source``: the file's bytes (decoded strictly here) or text."""
+    if isinstance(source, bytes):
+        source = io.StringIO(decode_csv(source), newline="")
     rows, problems = read_csv(source)
     return import_entries(table, rows, problems)
 
 
-def export_csv(table: DirectoryAdmin, output: TextIO) -> int:
+def export_csv(table: DirectoryAdmin, output: IO[str]) -> int:
     """Every agent with an extension, ordered by extension, with a header: re-importable as is."""
     entries = sorted((entry for entry in table.scan() if entry.extension), key=_export_order)
     writer = csv.writer(output, lineterminator="\n")
     writer.writerow(COLUMNS)
     for entry in entries:
-        writer.writerow((entry.agent_id, entry.extension, entry.username))
+        writer.writerow((entry.agent_id, entry.extension, guarded_username(entry.username)))
     return len(entries)
 
 
 def _export_order(entry: DirectoryEntry) -> tuple[int, str, str]:
-    return (int(entry.extension) if entry.extension.isdigit() else -1, entry.extension, entry.agent_id)
+    extension = canonical_extension(entry.extension)
+    return (int(extension) if is_extension(extension) else -1, entry.extension, entry.agent_id)
 
 
-def set_extension(table: DirectoryAdmin, agent_id: str, extension: str, username: str | None = None) -> None:
+def set_extension(table: DirectoryAdmin, agent_id: str, extension: str, username: str | None = None) -> str:
+    """Give ``agent_id`` the canonical form of ``extension``, which is returned. Refused when another
+    agent holds it, or holds it with other leading zeros."""
     problem = entry_problem(agent_id, extension, username or "")
     if problem is not None:
         raise CommandError(problem)
+    extension = canonical_extension(extension)
     others = [
-        entry.agent_id for entry in table.find_by_extension(extension, limit=10) if entry.agent_id != agent_id
+        f"{entry.agent_id}" + ("" if entry.extension == extension else f" (as {entry.extension})")
+        for form in zero_padded_forms(extension)
+        for entry in table.find_by_extension(form, limit=10)
+        if entry.agent_id != agent_id
     ]
     if others:
         raise CommandError(
@@ -257,6 +364,7 @@ def set_extension(table: DirectoryAdmin, agent_id: str, extension: str, username
             f"cannot assign it to agent {agent_id}"
         )
     table.set_extension(agent_id, extension, username)
+    return extension
 
 
 def remove_agent(table: DirectoryAdmin, agent_id: str) -> None:

@@ -15,7 +15,7 @@ import sys
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol
@@ -148,19 +148,36 @@ def open_output(path: str, mode: str = "wb") -> Iterator[IO[Any]]:
     name and renamed over it only when the block completes: a failed run never leaves a partial file or
     destroys the one that was there. A device or pipe (``/dev/null``) is written as it is."""
     if path == "-":
-        stdout: IO[Any] = sys.stdout.buffer if "b" in mode else sys.stdout
-        yield stdout
-        stdout.flush()
+        buffer = getattr(sys.stdout, "buffer", None)
+        if "b" in mode or buffer is None:
+            stdout: IO[Any] = buffer if "b" in mode and buffer is not None else sys.stdout
+            yield stdout
+            stdout.flush()
+            return
+        # Text as the temporary file below writes it: undecodable input kept byte for byte
+        # (surrogateescape), not a UnicodeEncodeError half-way through.
+        sys.stdout.flush()
+        text = io.TextIOWrapper(buffer, encoding="utf-8", errors="surrogateescape", newline="")
+        try:
+            yield text
+            text.flush()
+        finally:
+            text.detach()
         return
     target = Path(path)
     if target.is_dir():
         raise IsADirectoryError(errno.EISDIR, "is a folder", path)
+    binary = "b" in mode
     if target.exists() and not target.is_file():
-        with open(target, mode) as special:
+        with open(
+            target,
+            mode,
+            encoding=None if binary else "utf-8",
+            errors=None if binary else "surrogateescape",
+        ) as special:
             yield special
         return
     target.parent.mkdir(parents=True, exist_ok=True)
-    binary = "b" in mode
     partial: IO[Any] = tempfile.NamedTemporaryFile(  # noqa: SIM115 (closed below, renamed or removed)
         mode,
         dir=target.parent,
@@ -188,6 +205,23 @@ def transform_lines(
     settings: TransformSettings,
     rejects: IO[str] | None = None,
     on_line: Callable[[], None] | None = None,
+) -> OfflineSummary:
+    try:
+        return _transform_lines(lines, sink, settings, rejects, on_line)
+    except BaseException:
+        # Close the sink while its stream is open (a Parquet writer left to the garbage collector
+        # prints "Exception ignored ... write to closed file" after the one-line error).
+        with suppress(Exception):
+            sink.close()
+        raise
+
+
+def _transform_lines(
+    lines: IO[str],
+    sink: RowSink,
+    settings: TransformSettings,
+    rejects: IO[str] | None,
+    on_line: Callable[[], None] | None,
 ) -> OfflineSummary:
     summary = OfflineSummary()
     outcomes = summary.outcomes

@@ -193,6 +193,170 @@ def test_import_refuses_a_wrong_header(cli: Any, table: DirectoryAdmin, tmp_path
     assert entries(table) == set()
 
 
+def _one_line_error(err: str) -> str:
+    assert "Traceback" not in err
+    assert err.startswith("ctr-billing: ")
+    return err
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        # issue 13 item 11: invalid UTF-8 and a field over 128 KiB were tracebacks
+        (
+            b"agentId,extension,username\nagent-0001,101,dr.a\nagent-0002,102,dr.\xff\n",
+            "line 3: is not valid UTF-8",
+        ),
+        (
+            b"agentId,extension,username\nagent-0001,101," + b"x" * (129 * 1024) + b"\n",
+            "line 2: has a field over 128 KiB",
+        ),
+        (
+            b'agentId,extension,username\nagent-0001,101,"' + b"x" * (129 * 1024) + b'"\n',
+            "line 2: has a field over 128 KiB",
+        ),
+        # item 12: a repeated column and an unclosed quote were taken silently
+        (
+            b"agentId,extension,extension\nagent-0001,101,102\n",
+            "line 1: header must be agentId,extension,username; repeated extension",
+        ),
+        (
+            b'agentId,extension,username\nagent-0001,101,dr.a\nagent-0002,"102,dr.b\nagent-0003,103,dr.c\n',
+            "line 3: has a quote that is never closed",
+        ),
+        (b"agentId,extension,username\nagent-0001,101,dr.a\nagent-0002,102,dr\x00b\n", "line 3"),
+    ],
+)
+def test_import_refuses_a_file_that_is_not_strict_csv_with_a_one_line_reason(
+    cli: Any, table: DirectoryAdmin, tmp_path: Path, content: bytes, problem: str
+) -> None:
+    source = tmp_path / "directory.csv"
+    source.write_bytes(content)
+    status, _, err = cli("import", str(source))
+    assert status == 2
+    assert problem in _one_line_error(err)
+    assert len(err) < 1000  # the bad field is not echoed
+    assert entries(table) == set()
+    assert source.read_bytes() == content
+
+
+@pytest.mark.parametrize("bad", ["\u202e", "\u200b", "\u2028", "\x7f", "\x85"])
+def test_import_and_set_refuse_usernames_with_format_or_control_characters(
+    cli: Any, table: DirectoryAdmin, tmp_path: Path, bad: str
+) -> None:
+    # item 12: U+202E (right-to-left override) shows "dr.evil" reversed to whoever reads the export
+    status, _, err = cli("import", write(tmp_path, f"agentId,extension,username\n{A1},101,dr.{bad}live\n"))
+    assert status == 2
+    assert "line 2: username of agent agent-0001 must be at most 128 printable characters" in err
+    status, _, err = cli("set", A1, "101", "--username", f"dr.{bad}live")
+    assert status == 2
+    assert "no control or Unicode format characters" in err
+    assert entries(table) == set()
+
+
+def test_export_guards_usernames_a_spreadsheet_would_run_and_import_takes_the_guard_off(
+    cli: Any, table: DirectoryAdmin, tmp_path: Path
+) -> None:
+    # GIVEN usernames (as the voicemail sync may write them from Connect) that start like formulas
+    table.set_extension(A1, "101", "=HYPERLINK(1)")
+    table.set_extension(A2, "102", "+dr")
+    table.set_extension(A3, "103", "dr=a")
+    # WHEN exported  THEN each formula-like cell gets a ' prefix
+    status, out, _ = cli("export")
+    assert status == 0
+    assert out == f"agentId,extension,username\n{A1},101,'=HYPERLINK(1)\n{A2},102,'+dr\n{A3},103,dr=a\n"
+    # AND re-importing the export restores the names as they were
+    assert cli("import", write(tmp_path, out))[0] == 0
+    assert table.get(A1) == DirectoryEntry(A1, "101", "=HYPERLINK(1)")
+    assert table.get(A2) == DirectoryEntry(A2, "102", "+dr")
+
+
+def test_a_failed_export_leaves_the_previous_file_as_it_was(
+    cli: Any, table: DirectoryAdmin, tmp_path: Path, cli_session: boto3.Session
+) -> None:
+    # GIVEN a backup from yesterday, and a scan that fails today
+    backup = tmp_path / "backup.csv"
+    backup.write_text(f"agentId,extension,username\n{A1},101,dr.a\n")
+    table.set_extension(A1, "101", "dr.a")
+    cli_session.events.register(
+        "before-call.dynamodb.Scan", lambda **_: aws_error("InternalServerError", 500)
+    )
+    # WHEN the export fails
+    status, _, err = cli("export", "--output", str(backup))
+    # THEN it says so in one line and the backup is untouched (issue 13 item 8: it was left at 0 bytes)
+    assert status == 2
+    _one_line_error(err)
+    assert backup.read_text() == f"agentId,extension,username\n{A1},101,dr.a\n"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["backup.csv"]
+
+
+@pytest.mark.parametrize("target", ["/dev/full", "folder"])
+def test_export_to_an_unwritable_place_is_a_one_line_error(
+    cli: Any, table: DirectoryAdmin, tmp_path: Path, target: str
+) -> None:
+    table.set_extension(A1, "101", "dr.a")
+    if target == "folder":
+        target = str(tmp_path)
+    status, _, err = cli("export", "--output", target)
+    assert status == 2
+    assert target in _one_line_error(err)
+
+
+# --- extensions in the canonical form (DESIGN §3, issue 13 item 13) ---------------------------------
+
+
+def test_set_stores_unicode_digits_as_ascii_keeping_leading_zeros(cli: Any, table: DirectoryAdmin) -> None:
+    status, _, err = cli("set", A1, "\u096a\u096a\u0967\u096d")  # Devanagari 4417
+    assert status == 0, err
+    assert "now has extension 4417" in err
+    assert cli("set", A2, "\u0660\u0664\u0661\u0666")[0] == 0  # Arabic-Indic 0416
+    assert {(e.agent_id, e.extension) for e in entries(table)} == {(A1, "4417"), (A2, "0416")}
+
+
+@pytest.mark.parametrize(
+    ("held", "asked"), [("417", "0417"), ("0417", "417"), ("00417", "\u0660\u0664\u0661\u0667"), ("0", "00")]
+)
+def test_set_refuses_an_extension_equal_to_another_agents_but_for_leading_zeros(
+    cli: Any, table: DirectoryAdmin, held: str, asked: str
+) -> None:
+    table.set_extension(A1, held)
+    status, _, err = cli("set", A2, asked)
+    assert status == 2
+    assert f"is already held by agent {A1} (as {held}); cannot assign it to agent {A2}" in err
+    assert table.get(A2) is None
+    # the holder itself may change its zeros
+    assert cli("set", A1, asked)[0] == 0
+
+
+def test_import_refuses_extensions_equal_but_for_leading_zeros(
+    cli: Any, table: DirectoryAdmin, tmp_path: Path
+) -> None:
+    table.set_extension("agent-0009", "500")
+    source = write(
+        tmp_path,
+        "agentId,extension,username\n"
+        f"{A1},417,\n"
+        f"{A2},0417,\n"  # line 3: clashes with line 2
+        f"{A3},0500,\n"  # line 4: clashes with the table's 500
+        "agent-0004,\u0664\u0664\u0661\u0667,\n",  # line 5: Arabic-Indic 4417: fine
+    )
+    status, _, err = cli("import", source)
+    assert status == 2
+    assert f"line 3: extension 0417 is given to agent {A1} on line 2 (as 417) and to agent {A2} here" in err
+    assert (
+        f"line 4: extension 0500 is already held by agent agent-0009 as 500; cannot assign it to agent {A3}"
+        in err
+    )
+    assert "line 5" not in err
+    # AND without the clashes, the Unicode digits are stored as ASCII
+    source = write(
+        tmp_path, "agentId,extension,username\nagent-0004,\u0664\u0664\u0661\u0667,\nagent-0009,0500,\n"
+    )
+    assert cli("import", source)[0] == 0
+    assert table.get("agent-0004") == DirectoryEntry("agent-0004", "4417", "")
+    assert table.get("agent-0009") == DirectoryEntry("agent-0009", "0500", "")
+
+
 def test_import_of_a_missing_file(cli: Any, tmp_path: Path) -> None:
     status, _, err = cli("import", str(tmp_path / "nope.csv"))
     assert status == 2

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from lookup.identifiers import canonical_extension
 from transform.core.settings import TransformSettings
 from transform.core.timestamps import TimestampError, parse_timestamp
 
@@ -202,11 +203,13 @@ def call_type(initiation_method: object, channel: object) -> str:
 
 
 def extension_attribute(ctr: dict[str, Any], attribute: str) -> str:
+    """The contact's extension attribute in the canonical form (DESIGN §3): Unicode decimal digits as
+    ASCII, leading zeros kept; any other text as given (the CSV writer formula-guards it)."""
     attributes = ctr.get("Attributes")
     if isinstance(attributes, dict):
         value = attributes.get(attribute)
         if isinstance(value, str):
-            return value.strip()
+            return canonical_extension(value)
     return ""
 
 

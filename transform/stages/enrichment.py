@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from lookup.directory import CachedDirectory, DirectoryEntry, DirectoryTable
-from lookup.identifiers import is_agent_id, is_extension
+from lookup.identifiers import canonical_extension, is_agent_id, is_extension
 from transform.core.batch import BatchStage, PendingContact
 
 if TYPE_CHECKING:
@@ -46,9 +46,11 @@ class DirectoryEnrichment:
         entries = self._directory.entries_for_agents(list(dict.fromkeys(i.contact.agent_id for i in needing)))
         for item in needing:
             entry = entries.get(item.contact.agent_id)
-            # Only digits reach the billing row: a hand-edited table must not inject text into the CSV.
-            if entry is not None and is_extension(entry.extension):
-                item.contact.provider_extension = entry.extension
+            # Only digits, in the canonical form (DESIGN §3), reach the billing row: a hand-edited table
+            # must not inject text into the CSV.
+            extension = canonical_extension(entry.extension) if entry is not None else ""
+            if is_extension(extension):
+                item.contact.provider_extension = extension
 
 
 def directory_stage(settings: TransformSettings, client: DynamoDBClient | None = None) -> BatchStage:

@@ -16,10 +16,11 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, TextIO
+from typing import Any
 
 from firehose.cli.errors import CommandError
 from firehose.offline import directory_files as directory
+from firehose.offline.transform import open_output
 from lookup.directory import DirectoryError
 from lookup.directory_admin import DirectoryAdmin
 
@@ -30,7 +31,8 @@ def register(subparsers: Any) -> None:
         help="manage the provider directory (agent -> extension)",
         description=(
             "Manage the provider directory table: which extension rings which provider. "
-            "Extensions are 1-5 digits and belong to one agent at most."
+            "Extensions are 1-5 digits (other scripts' digits are stored as ASCII; leading zeros are kept) "
+            "and belong to one agent at most: 0417 and 417 cannot belong to two agents."
         ),
     )
     common = argparse.ArgumentParser(add_help=False)
@@ -45,14 +47,19 @@ def register(subparsers: Any) -> None:
         "import",
         parents=[common],
         help="add or update entries from a CSV file (all or nothing)",
-        description="Columns agentId,extension,username (header required). Every line is checked "
-        "before anything is written; every bad line is reported.",
+        description="Columns agentId,extension,username (header required, each column once; UTF-8). "
+        "Every line is checked before anything is written; every bad line is reported.",
     )
     importer.add_argument("file", metavar="FILE.csv", help="CSV file, or - for stdin")
     importer.set_defaults(handler=run_import)
 
     exporter = actions.add_parser("export", parents=[common], help="write the directory as CSV")
-    exporter.add_argument("--output", default="-", help="output file (default: stdout)")
+    exporter.add_argument(
+        "--output",
+        default="-",
+        help="output file (default: stdout), written whole or not at all; usernames a spreadsheet "
+        "would run as a formula get a ' prefix, which import removes",
+    )
     exporter.set_defaults(handler=run_export)
 
     setter = actions.add_parser("set", parents=[common], help="give an agent an extension")
@@ -65,7 +72,7 @@ def register(subparsers: Any) -> None:
     setter.set_defaults(handler=run_set)
 
     remover = actions.add_parser("remove", parents=[common], help="remove an agent's extension")
-    remover.add_argument("agent", metavar="AGENT")
+    remover.add_argument("agent", metavar="AGENT", help="the agent's id (last segment of its ARN)")
     remover.set_defaults(handler=run_remove)
 
 
@@ -95,16 +102,20 @@ def _aws_errors() -> Iterator[None]:
 
 def run_import(args: argparse.Namespace) -> int:
     table = open_table(args)
-    with _aws_errors(), _input(args.file) as source:
-        count = directory.import_csv(table, source)
+    data = _read_input(args.file)
+    with _aws_errors():
+        count = directory.import_csv(table, data)
     print(f"imported {count} entr{'y' if count == 1 else 'ies'} into {table.table_name}", file=sys.stderr)
     return 0
 
 
 def run_export(args: argparse.Namespace) -> int:
     table = open_table(args)
-    with _aws_errors(), _output(args.output) as output:
-        count = directory.export_csv(table, output)
+    try:
+        with _aws_errors(), open_output(args.output, "w") as output:
+            count = directory.export_csv(table, output)
+    except OSError as error:
+        raise CommandError(f"{args.output}: {error.strerror or error}") from None
     print(f"exported {count} entr{'y' if count == 1 else 'ies'} from {table.table_name}", file=sys.stderr)
     return 0
 
@@ -112,8 +123,8 @@ def run_export(args: argparse.Namespace) -> int:
 def run_set(args: argparse.Namespace) -> int:
     table = open_table(args)
     with _aws_errors():
-        directory.set_extension(table, args.agent, args.extension, args.username)
-    print(f"agent {args.agent} now has extension {args.extension}", file=sys.stderr)
+        extension = directory.set_extension(table, args.agent, args.extension, args.username)
+    print(f"agent {args.agent} now has extension {extension}", file=sys.stderr)
     return 0
 
 
@@ -125,27 +136,19 @@ def run_remove(args: argparse.Namespace) -> int:
     return 0
 
 
-@contextmanager
-def _input(path: str) -> Iterator[TextIO]:
-    if path == "-":
-        yield sys.stdin
-        return
-    try:
-        handle = open(path, encoding="utf-8-sig", newline="")  # noqa: SIM115 - closed below
-    except OSError as error:
-        raise CommandError(f"{path}: {error.strerror}") from None
-    with handle:
-        yield handle
+MAX_INPUT = 64 * 1024 * 1024
 
 
-@contextmanager
-def _output(path: str) -> Iterator[TextIO]:
-    if path == "-":
-        yield sys.stdout
-        return
+def _read_input(path: str) -> bytes:
+    """The import file's bytes (decoded strictly, with line numbers, by ``import_csv``)."""
     try:
-        handle = open(path, "w", encoding="utf-8", newline="")  # noqa: SIM115 - closed below
+        if path == "-":
+            data = sys.stdin.buffer.read(MAX_INPUT + 1)
+        else:
+            with open(path, "rb") as handle:
+                data = handle.read(MAX_INPUT + 1)
     except OSError as error:
-        raise CommandError(f"{path}: {error.strerror}") from None
-    with handle:
-        yield handle
+        raise CommandError(f"{path}: {error.strerror or error}") from None
+    if len(data) > MAX_INPUT:
+        raise CommandError(f"{path}: larger than {MAX_INPUT // (1024 * 1024)} MiB; split the import")
+    return data

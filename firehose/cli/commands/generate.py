@@ -225,7 +225,7 @@ def _lines(args: argparse.Namespace) -> Iterator[tuple[bytes, str]]:
 def _contact_id(data: bytes) -> str | None:
     try:
         document = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than any CTR
         return None
     contact_id = document.get("ContactId") if isinstance(document, dict) else None
     return contact_id if isinstance(contact_id, str) else None
@@ -305,7 +305,7 @@ def run_event(args: argparse.Namespace) -> int:
         for data, _ in _lines(args):
             try:
                 ctr = json.loads(data)
-            except ValueError:
+            except (ValueError, RecursionError):  # not JSON, or nested deeper than any CTR
                 continue
             if _fits(ctr, args.function, attribute):
                 event = contact_flow_event(ctr, args.function, attribute)

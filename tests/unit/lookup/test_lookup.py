@@ -20,8 +20,11 @@ from lookup.identifiers import (
     agent_arn,
     agent_id_from,
     agent_queue_arn,
+    canonical_extension,
+    extension_clash_key,
     extension_from,
     instance_arn_from,
+    zero_padded_forms,
 )
 from lookup.lookups import agent_with_extension, connect_parameters, extension_of_agent
 from lookup.settings import LookupSettings, SettingsError
@@ -101,12 +104,49 @@ def test_malformed_agent_identifiers_are_refused_without_echoing_them(value: obj
         assert value not in str(raised.value)
 
 
-@pytest.mark.parametrize(("value", "expected"), [("4417", "4417"), (" 0 ", "0"), ("00012", "00012")])
-def test_extension_is_one_to_five_digits(value: str, expected: str) -> None:
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("4417", "4417"),
+        (" 0 ", "0"),
+        ("00012", "00012"),
+        # DESIGN §3: a caller's keyed digits in any script are the ASCII extension; zeros are kept.
+        ("\u096a\u096a\u0967\u096d", "4417"),  # Devanagari
+        ("\u0660\u0664\u0661\u0667", "0417"),  # Arabic-Indic, leading zero kept
+        ("\uff14\uff14\uff11\uff17", "4417"),  # full-width
+    ],
+)
+def test_extension_is_one_to_five_digits_in_canonical_form(value: str, expected: str) -> None:
     assert extension_from(value) == expected
 
 
-@pytest.mark.parametrize("value", ["", "123456", "12a", "4417#", "+1", "١٢٣", None, 4417])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("\u096a\u096a\u0967\u096d", "4417"),
+        (" 0417 ", "0417"),
+        ("=1+2", "=1+2"),  # not digits: as given, the CSV writer guards it
+        ("\u00b2", "\u00b2"),  # a superscript is a digit but not a decimal digit: as given
+        ("4\u0964", "4\u0964"),  # a digit beside a non-digit: as given
+    ],
+)
+def test_canonical_extension(value: str, expected: str) -> None:
+    assert canonical_extension(value) == expected
+
+
+def test_extensions_clash_when_equal_but_for_leading_zeros() -> None:
+    assert extension_clash_key("0417") == extension_clash_key("417") == extension_clash_key("00417")
+    assert extension_clash_key("4170") != extension_clash_key("417")
+    assert extension_clash_key("0") == extension_clash_key("000")
+    assert zero_padded_forms("0417") == ("417", "0417", "00417")
+    assert zero_padded_forms("12345") == ("12345",)
+    assert zero_padded_forms("00") == ("0", "00", "000", "0000", "00000")
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["", "123456", "12a", "4417#", "+1", "\u00b2", "\u0661\u0662\u0663\u0664\u0665\u0666", None, 4417],
+)
 def test_bad_extensions_are_refused(value: object) -> None:
     with pytest.raises(InvalidIdentifierError, match="extensionNumber"):
         extension_from(value)
@@ -181,6 +221,22 @@ def test_the_events_connect_publishes_are_answered() -> None:
     assert extension_of_agent(directory, by_agent[0]) == {"found": "true", "extension": "4417"}
     answer = agent_with_extension(directory, *by_extension)
     assert (answer["found"], answer["agentArn"]) == ("true", f"{INSTANCE}/agent/{AGENT}")
+
+
+def test_lookups_answer_in_the_canonical_extension_form() -> None:
+    # GIVEN a directory holding 0417 (leading zero significant) and a row a hand edit left in Devanagari
+    directory = MemoryDirectory(
+        [DirectoryEntry(AGENT, "0417", "dr.okafor"), DirectoryEntry("agent-2", "\u096a\u096a\u0967\u096d")]
+    )
+    # WHEN a caller keys Arabic-Indic digits, or 417 without the zero
+    keyed = agent_with_extension(
+        directory, {"extensionNumber": "\u0660\u0664\u0661\u0667"}, {"InstanceARN": INSTANCE}
+    )
+    unpadded = agent_with_extension(directory, {"extensionNumber": "417"}, {"InstanceARN": INSTANCE})
+    # THEN the keyed digits are 0417 and find the agent; 417 is another extension; answers are ASCII
+    assert (keyed["found"], keyed["agentId"], keyed["extensionNumber"]) == ("true", AGENT, "0417")
+    assert unpadded == {"found": "false"}
+    assert extension_of_agent(directory, {"AgentArn": "agent-2"}) == {"found": "true", "extension": "4417"}
 
 
 def test_lookup_validates_before_reading_the_directory() -> None:
@@ -296,6 +352,15 @@ def test_enrichment_fills_only_contacts_that_need_it_with_one_request() -> None:
     DirectoryEnrichment(directory)(contacts)
     assert [item.contact.provider_extension for item in contacts] == ["101", "101", "77", "", "", "", ""]
     assert directory.requests == [["a", "unknown", "bad"]]
+
+
+def test_enrichment_writes_the_canonical_extension() -> None:
+    directory = RecordingDirectory(
+        {"a": DirectoryEntry("a", "\u0664\u0664\u0661\u0667"), "z": DirectoryEntry("z", "0417")}
+    )
+    contacts = [pending("1", "a"), pending("2", "z")]
+    DirectoryEnrichment(directory)(contacts)
+    assert [item.contact.provider_extension for item in contacts] == ["4417", "0417"]
 
 
 def test_enrichment_without_candidates_makes_no_request() -> None:

@@ -203,6 +203,11 @@ def test_hold_seconds_are_whole_and_zero_when_absent(hold: object, expected: int
         ({"extensionNumber": " 4417 "}, None, "4417"),
         ({"providerExt": "88"}, "providerExt", "88"),
         ({"extensionNumber": 4417}, None, ""),
+        # DESIGN §3: Unicode decimal digits as ASCII, leading zeros kept, any other text as given
+        ({"extensionNumber": "\u0664\u0664\u0661\u0667"}, None, "4417"),  # Arabic-Indic
+        ({"extensionNumber": "\u096a\u096a\u0967\u096d"}, None, "4417"),  # Devanagari
+        ({"extensionNumber": "0417"}, None, "0417"),
+        ({"extensionNumber": "=1+2"}, None, "=1+2"),
         ({}, None, ""),
         (None, None, ""),
     ],
