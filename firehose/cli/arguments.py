@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import re
 from datetime import date
 
@@ -23,3 +24,14 @@ def billing_day(text: str, option: str = "--date") -> date:
     if not MIN_YEAR < day.year < MAX_YEAR:
         raise CommandError(f"{option} {text} is out of range (years {MIN_YEAR + 1}-{MAX_YEAR - 1})")
     return day
+
+
+def whole_number(text: str) -> int:
+    """An argparse ``type`` for counts: a non-negative whole number."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must not be negative")
+    return value

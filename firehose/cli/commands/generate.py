@@ -26,6 +26,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from firehose.cli.arguments import whole_number
 from firehose.cli.errors import CommandError
 from firehose.offline.transform import open_output
 
@@ -110,7 +111,7 @@ def _simulation_options(parser: argparse.ArgumentParser, *, default_contacts: in
     parser.add_argument(
         "--contacts",
         metavar="N",
-        type=_non_negative,
+        type=whole_number,
         required=default_contacts is None,
         default=default_contacts,
         help="simulated contacts (a transfer is two)"
@@ -119,16 +120,6 @@ def _simulation_options(parser: argparse.ArgumentParser, *, default_contacts: in
     parser.add_argument(
         "--seed", metavar="S", type=int, default=7, help="simulator seed (default: 7; same seed, same CTRs)"
     )
-
-
-def _non_negative(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("must not be negative")
-    return value
 
 
 def _kind_names() -> list[str]:

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from firehose.cli.arguments import billing_day
+from firehose.cli.arguments import billing_day, whole_number
 from firehose.cli.commands.export import destination_at
 from firehose.cli.errors import CommandError
 from firehose.offline.lake import LakeError
@@ -73,30 +73,20 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--window-days",
-        type=_count,
+        type=whole_number,
         default=DEFAULT_WINDOW_DAYS,
         metavar="N",
         help=f"read objects that arrived up to N days after --date (default: {DEFAULT_WINDOW_DAYS})",
     )
     parser.add_argument(
         "--jobs",
-        type=_count,
+        type=whole_number,
         metavar="N",
         help="processes reading objects (default: one per core; small archives are read in-process)",
     )
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
     parser.set_defaults(handler=run)
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("must not be negative")
-    return value
 
 
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
