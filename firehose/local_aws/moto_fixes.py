@@ -539,3 +539,8 @@ def _lambda_architectures() -> None:
     architectures through the model's validating setter.
     """
     MotoLambdaFunction.create_from_cloudformation_json = classmethod(_create_function)  # type: ignore[method-assign,assignment,arg-type]
+
+
+# Fixes kept beside the API they belong to register themselves on import: imported here, so FIXES is
+# complete wherever this module is (check_moto in a fresh interpreter checks every fix install() applies).
+from firehose.local_aws import firehose_api  # noqa: E402, F401

@@ -44,10 +44,7 @@ from moto.kinesis.models import kinesis_backends
 from moto.moto_server import werkzeug_app
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from firehose.local_aws import (
-    firehose_api,  # noqa: F401 - registers its moto fix before install()
-    moto_fixes,
-)
+from firehose.local_aws import moto_fixes
 from firehose.local_aws.athena import AthenaRoute
 from firehose.local_aws.lambda_api import LambdaInvokeRoute
 from firehose.local_aws.models import register_models
