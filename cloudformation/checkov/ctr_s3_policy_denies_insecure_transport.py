@@ -5,46 +5,33 @@ checkov has this check for Terraform only; DESIGN §5 requires it on every bucke
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import sys
+from pathlib import Path
 from typing import Any
 
 from checkov.cloudformation.checks.resource.base_resource_check import BaseResourceCheck
 from checkov.common.models.enums import CheckCategories, CheckResult
 
-
-def _as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
-
-
-def _statements(document: Any) -> Iterator[dict[str, Any]]:
-    """Statements of a policy document; both branches of a ``Fn::If`` statement."""
-    if not isinstance(document, dict):
-        return
-    for statement in _as_list(document.get("Statement") or []):
-        if isinstance(statement, dict) and "Fn::If" in statement:
-            branches = statement["Fn::If"]
-            if isinstance(branches, list):
-                yield from (branch for branch in branches[1:] if isinstance(branch, dict))
-        elif isinstance(statement, dict):
-            yield statement
+sys.path.insert(0, str(Path(__file__).parent))
+from _policy import as_list, statements
 
 
 def _is_everyone(principal: Any) -> bool:
     if principal == "*":
         return True
-    return isinstance(principal, dict) and _as_list(principal.get("AWS")) == ["*"]
+    return isinstance(principal, dict) and as_list(principal.get("AWS")) == ["*"]
 
 
 def _denies_insecure_transport(statement: dict[str, Any]) -> bool:
     if statement.get("Effect") != "Deny" or not _is_everyone(statement.get("Principal")):
         return False
-    if "s3:*" not in _as_list(statement.get("Action")):
+    if "s3:*" not in as_list(statement.get("Action")):
         return False
     condition = statement.get("Condition") or {}
     secure = (condition.get("Bool") or {}).get("aws:SecureTransport") if isinstance(condition, dict) else None
     if str(secure).lower() != "false":
         return False
-    resources = _as_list(statement.get("Resource"))
+    resources = as_list(statement.get("Resource"))
     # The bucket itself and its objects: one plain ARN and one ending in /*.
     return len(resources) >= 2 and any(_names_objects(resource) for resource in resources)
 
@@ -70,7 +57,7 @@ class S3PolicyDeniesInsecureTransport(BaseResourceCheck):  # type: ignore[misc]
 
     def scan_resource_conf(self, conf: dict[str, Any]) -> CheckResult:
         properties = conf.get("Properties") or {}
-        if any(_denies_insecure_transport(s) for s in _statements(properties.get("PolicyDocument"))):
+        if any(_denies_insecure_transport(s) for s in statements(properties.get("PolicyDocument"))):
             return CheckResult.PASSED
         return CheckResult.FAILED
 
