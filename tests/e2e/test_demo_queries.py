@@ -262,9 +262,10 @@ def assert_minutes_rows(rows: list[dict[str, Any]], expected: list[dict[str, Any
 
 
 def check_latest_billing_rows(demo: Demo) -> None:
-    # WHEN the view's statement runs, and the view is read
-    assert query_json(demo.lake, "--named", "latest_billing_rows") == []  # DDL: no result rows
+    # WHEN the named view is run (the CLI shows the view's rows), and the view is read directly
+    named = query_json(demo.lake, "--named", "latest_billing_rows")
     rows = query_json(demo.lake, "SELECT * FROM latest_billing_rows")
+    assert sorted(named, key=lambda row: row["contact_id"]) == sorted(rows, key=lambda row: row["contact_id"])
     # THEN it holds exactly one row per billable contact: its latest version, every column as in the CTR
     expected = [lake_json(demo.truth.latest[contact_id]) for contact_id in sorted(demo.truth.latest)]
     assert sorted(rows, key=lambda row: row["contact_id"]) == expected
