@@ -31,6 +31,7 @@ import pytest
 from firehose.offline.directory_files import seed_directory
 from firehose.pipeline.simulator import ConnectSimulator
 from tests.support.demo_runner import ROOT, run_demo
+from tests.support.lookup_fixtures import directory_table_definition
 from tests.support.moto_server import REGION
 
 pytestmark = pytest.mark.e2e
@@ -101,22 +102,7 @@ def create_directory(endpoint: str, providers: Mapping[str, str]) -> str:
         aws_secret_access_key="testing",
     )
     table = f"providers-{uuid.uuid4().hex[:8]}"
-    dynamodb.create_table(
-        TableName=table,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[
-            {"AttributeName": "agentId", "AttributeType": "S"},
-            {"AttributeName": "extension", "AttributeType": "S"},
-        ],
-        KeySchema=[{"AttributeName": "agentId", "KeyType": "HASH"}],
-        GlobalSecondaryIndexes=[
-            {
-                "IndexName": "AgentExtensionIndex",
-                "KeySchema": [{"AttributeName": "extension", "KeyType": "HASH"}],
-                "Projection": {"ProjectionType": "ALL"},
-            }
-        ],
-    )
+    dynamodb.create_table(TableName=table, **directory_table_definition())
     entries = [{"agentId": agent, "extension": extension} for agent, extension in providers.items()]
     assert seed_directory(dynamodb, table, entries) == len(entries)
     return table

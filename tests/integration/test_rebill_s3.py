@@ -20,6 +20,7 @@ from firehose.offline.directory_files import seed_directory
 from firehose.offline.lake import LocalLake
 from tests.support.ctr_factory import billable_ctr
 from tests.support.lake_samples import LakeSample, build_lake, parse_ts
+from tests.support.lookup_fixtures import directory_table_definition
 from tests.support.moto_server import REGION
 from transform.core.settings import TransformSettings
 from transform.settlement.export import settle
@@ -188,22 +189,7 @@ def test_directory_enrichment_fills_extensions_from_dynamodb(
     # GIVEN the provider directory in DynamoDB and contacts whose CTRs carry no extension attribute
     dynamodb = boto3.client("dynamodb", region_name=REGION, endpoint_url=aws_env)
     table = f"providers-{uuid.uuid4().hex[:8]}"
-    dynamodb.create_table(
-        TableName=table,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[
-            {"AttributeName": "agentId", "AttributeType": "S"},
-            {"AttributeName": "extension", "AttributeType": "S"},
-        ],
-        KeySchema=[{"AttributeName": "agentId", "KeyType": "HASH"}],
-        GlobalSecondaryIndexes=[
-            {
-                "IndexName": "AgentExtensionIndex",
-                "KeySchema": [{"AttributeName": "extension", "KeyType": "HASH"}],
-                "Projection": {"ProjectionType": "ALL"},
-            }
-        ],
-    )
+    dynamodb.create_table(TableName=table, **directory_table_definition())
     seed_directory(dynamodb, table, [{"agentId": "agent-a", "extension": "0417", "username": "dr.okafor"}])
     raw, vendor = new_bucket(s3, "raw"), new_bucket(s3, "vendor")
     ctrs = [
