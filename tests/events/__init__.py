@@ -13,6 +13,7 @@ EVENTS = Path(__file__).resolve().parent
 FIREHOSE_TRANSFORMATION = "firehose-transformation-kinesis-source.json"
 CONNECT_GET_AGENT_BY_EXTENSION = "connect-get-agent-by-extension.json"
 CONNECT_GET_EXTENSION_BY_AGENT_ID = "connect-get-agent-extension-by-agent-id.json"
+SQS_S3_NOTIFICATIONS = "sqs-s3-notifications.json"
 
 
 def load_event(name: str) -> dict[str, Any]:

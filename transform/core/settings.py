@@ -61,7 +61,7 @@ class TransformSettings:
             directory_table=_table_name(environ, "DIRECTORY_TABLE"),
             directory_cache_seconds=_non_negative_int(environ, "DIRECTORY_CACHE_SECONDS", 300),
             ledger_table=_table_name(environ, "LEDGER_TABLE"),
-            ledger_retention_days=_positive_int(environ, "LEDGER_RETENTION_DAYS", 400),
+            ledger_retention_days=positive_int(environ, "LEDGER_RETENTION_DAYS", 400),
             billing_timezone_name=zone_name,
         )
 
@@ -109,7 +109,7 @@ def _non_negative_int(environ: Mapping[str, str], name: str, default: int) -> in
     return number
 
 
-def _positive_int(environ: Mapping[str, str], name: str, default: int) -> int:
+def positive_int(environ: Mapping[str, str], name: str, default: int) -> int:
     number = _non_negative_int(environ, name, default)
     if number == 0:
         raise SettingsError(f"{name} must be at least 1")

@@ -9,16 +9,18 @@ ended (a retry hours later still settles the same day). ``{"date": "YYYY-MM-DD"}
 Nothing here touches boto3 at import; it is never on the transform Lambda's import path.
 
 Environment: ``ATHENA_WORKGROUP``, ``GLUE_DATABASE``, ``VENDOR_BUCKET``, ``SETTLED_PREFIX`` (default
-``settled/``), and the transform's ``BILLING_TIMEZONE`` and ``CSV_COLUMNS``.
+``settled/``), ``OBJECT_LOCK_MODE`` and ``OBJECT_LOCK_RETENTION_DAYS`` (both or neither:
+``transform.core.object_lock``), and the transform's ``BILLING_TIMEZONE`` and ``CSV_COLUMNS``.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
+from transform.core.object_lock import ObjectLockPolicy
 from transform.core.settings import SettingsError, TransformSettings
 from transform.core.timestamps import TimestampError, parse_timestamp
 from transform.settlement.export import RawRow, previous_day
@@ -112,16 +114,43 @@ class AthenaEngine:
 
 
 class S3Destination:
-    """``SettlementDestination`` on S3: ``<prefix><name>``; the bucket's default encryption applies."""
+    """``SettlementDestination`` on S3: ``<prefix><name>``; the bucket's default encryption applies.
 
-    def __init__(self, client: S3Client, bucket: str, prefix: str) -> None:
+    With a ``lock`` policy each file's version is locked as it is written (Object Lock mode and
+    retain-until date on the PutObject itself, which S3 accepts only with a checksum: SHA-256 here),
+    so a settled file cannot be overwritten in place or deleted before its retention ends; settling a
+    day again writes a new version beside the locked one.
+    """
+
+    def __init__(
+        self,
+        client: S3Client,
+        bucket: str,
+        prefix: str,
+        *,
+        lock: ObjectLockPolicy | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self._client = client
         self._bucket = bucket
         self._prefix = prefix if not prefix or prefix.endswith("/") else prefix + "/"
+        self._lock = lock
+        self._clock = clock
 
     def put(self, name: str, body: bytes, content_type: str) -> str:
         key = self._prefix + name
-        self._client.put_object(Bucket=self._bucket, Key=key, Body=body, ContentType=content_type)
+        if self._lock is None:
+            self._client.put_object(Bucket=self._bucket, Key=key, Body=body, ContentType=content_type)
+        else:
+            self._client.put_object(
+                Bucket=self._bucket,
+                Key=key,
+                Body=body,
+                ContentType=content_type,
+                ChecksumAlgorithm="SHA256",
+                ObjectLockMode=self._lock.mode,
+                ObjectLockRetainUntilDate=self._lock.retain_until(self._clock()),
+            )
         return f"s3://{self._bucket}/{key}"
 
 
@@ -152,6 +181,7 @@ class SettlementConfig:
         self.database = _required(environ, "GLUE_DATABASE")
         self.bucket = _required(environ, "VENDOR_BUCKET")
         self.prefix = environ.get("SETTLED_PREFIX", "settled/").strip() or "settled/"
+        self.lock = ObjectLockPolicy.from_environ(environ)
 
 
 def _required(environ: Mapping[str, str], name: str) -> str:

@@ -20,7 +20,7 @@ from transform.settlement.export import publish, settle
 
 CONFIG = SettlementConfig(os.environ)
 ENGINE = AthenaEngine(boto3.client("athena"), CONFIG.workgroup, CONFIG.database)
-DESTINATION = S3Destination(boto3.client("s3"), CONFIG.bucket, CONFIG.prefix)
+DESTINATION = S3Destination(boto3.client("s3"), CONFIG.bucket, CONFIG.prefix, lock=CONFIG.lock)
 
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "ctr-billing-settlement"))
 

@@ -55,7 +55,11 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--to",
-        help="folder or s3://bucket/prefix for the files (default: settled/ beside a local lake folder)",
+        help=(
+            "folder or s3://bucket/prefix for the files (default: settled/ beside a local lake folder); "
+            "S3 files are Object-Locked as the Lambda's are when OBJECT_LOCK_MODE and "
+            "OBJECT_LOCK_RETENTION_DAYS are set"
+        ),
     )
     parser.add_argument(
         "--json",
@@ -148,13 +152,15 @@ def _destination(to: str | None, lake: str) -> SettlementDestination:
 def destination_at(to: str) -> SettlementDestination:
     """``--to``: a folder, or ``s3://bucket/prefix`` (files written like the export Lambda's)."""
     if to.startswith("s3://"):
+        from transform.core.object_lock import ObjectLockPolicy
         from transform.settlement.athena import S3Destination
 
         try:
             location = S3Location.parse(to)
-        except LakeError as error:
+            lock = ObjectLockPolicy.from_environ(os.environ)
+        except (LakeError, SettingsError) as error:
             raise CommandError(str(error)) from None
-        return S3Destination(s3_client(), location.bucket, location.prefix)
+        return S3Destination(s3_client(), location.bucket, location.prefix, lock=lock)
     return FolderDestination(Path(to))
 
 

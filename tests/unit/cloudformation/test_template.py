@@ -178,10 +178,14 @@ def test_every_bucket_is_private_versioned_encrypted_logged_and_expiring(
     assert properties["OwnershipControls"]["Rules"] == [{"ObjectOwnership": "BucketOwnerEnforced"}]
     # AND versioning is on
     assert properties["VersioningConfiguration"] == {"Status": "Enabled"}
-    # AND objects default to SSE-KMS with the project's key and a bucket key
+    # AND objects default to SSE-KMS with the project's key and a bucket key, except in the access-log
+    # bucket: S3 server access logging delivers to SSE-S3 targets only (an accepted exception)
     (rule,) = properties["BucketEncryption"]["ServerSideEncryptionConfiguration"]
-    assert rule["ServerSideEncryptionByDefault"] == {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": KEY_ARN}
-    assert rule["BucketKeyEnabled"] is True
+    if bucket == "AccessLogsBucket":
+        assert rule == {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}
+    else:
+        assert rule["ServerSideEncryptionByDefault"] == {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": KEY_ARN}
+        assert rule["BucketKeyEnabled"] is True
     # AND every rule of the lifecycle is enabled; stale versions and uploads are cleaned up
     rules = properties["LifecycleConfiguration"]["Rules"]
     assert rules

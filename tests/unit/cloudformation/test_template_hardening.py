@@ -69,10 +69,12 @@ def test_service_key_statements_are_pinned_by_encryption_context(cfn: Template) 
     alarms = statements["CloudWatchAlarmsPublishToTopic"]["Condition"]["StringEquals"]
     assert alarms["kms:EncryptionContext:aws:sns:topicArn"]["Fn::Sub"].endswith(":${ProjectName}-alarms")
     assert resource_properties(cfn, "AlarmTopic")["TopicName"] == {"Fn::Sub": "${ProjectName}-alarms"}
-    logs = statements["S3ServerAccessLogDelivery"]["Condition"]["StringEquals"]
-    (arn, _names) = logs["kms:EncryptionContext:aws:s3:arn"]["Fn::Sub"]
-    assert arn.endswith(":::${ProjectName}-access-logs-${StackSuffix}")
-    assert resource_properties(cfn, "AccessLogsBucket")["BucketName"]["Fn::Sub"][0] == arn.split(":::")[1]
+    notifications = statements["S3NotificationsToArchiveLockQueue"]["Condition"]["StringEquals"]
+    assert notifications["kms:EncryptionContext:aws:sqs:arn"]["Fn::Sub"].endswith(
+        ":${ProjectName}-archive-lock"
+    )
+    # AND no statement lets S3 log delivery use the key: it cannot deliver to an SSE-KMS bucket
+    assert "S3ServerAccessLogDelivery" not in statements
 
 
 @pytest.mark.parametrize("bucket", LOCKED_BUCKETS)
@@ -93,14 +95,21 @@ def test_settled_files_are_locked_by_the_export_in_governance_mode(cfn: Template
     assert "s3:PutObjectRetention" in settled["Action"]
 
 
-@pytest.mark.parametrize("bucket", [b for b, _ in resources_of_type(load_template(), "AWS::S3::Bucket")])
-def test_every_bucket_denies_puts_under_another_key(cfn: Template, bucket: str) -> None:
+def _bucket_policy_statements(cfn: Template, bucket: str) -> dict[str | None, dict[str, Any]]:
     (policy,) = [
         p
         for _, p in resources_of_type(cfn, "AWS::S3::BucketPolicy")
         if p["Properties"]["Bucket"] == {"Ref": bucket}
     ]
-    statements = {s.get("Sid"): s for s in _statements(policy["Properties"]["PolicyDocument"])}
+    return {s.get("Sid"): s for s in _statements(policy["Properties"]["PolicyDocument"])}
+
+
+@pytest.mark.parametrize(
+    "bucket",
+    [b for b, _ in resources_of_type(load_template(), "AWS::S3::Bucket") if b != "AccessLogsBucket"],
+)
+def test_every_bucket_denies_puts_under_another_key(cfn: Template, bucket: str) -> None:
+    statements = _bucket_policy_statements(cfn, bucket)
     key = statements["DenyOtherKmsKeys"]
     assert key["Effect"] == "Deny" and key["Action"] == "s3:PutObject"
     assert key["Condition"]["StringNotEqualsIfExists"] == {
@@ -108,6 +117,16 @@ def test_every_bucket_denies_puts_under_another_key(cfn: Template, bucket: str) 
     }
     other = statements["DenyOtherEncryption"]["Condition"]["StringNotEqualsIfExists"]
     assert other == {"s3:x-amz-server-side-encryption": "aws:kms"}
+
+
+def test_the_access_log_bucket_takes_sse_s3_puts_only(cfn: Template) -> None:
+    # GIVEN the bucket S3 delivers server access logs to, which cannot be SSE-KMS
+    statements = _bucket_policy_statements(cfn, "AccessLogsBucket")
+    # THEN a put naming any other encryption than its SSE-S3 default is denied
+    other = statements["DenyOtherEncryption"]
+    assert other["Effect"] == "Deny" and other["Action"] == "s3:PutObject"
+    assert other["Condition"]["StringNotEqualsIfExists"] == {"s3:x-amz-server-side-encryption": "AES256"}
+    assert "DenyOtherKmsKeys" not in statements
 
 
 @pytest.mark.parametrize("role", DELIVERY)
@@ -171,6 +190,7 @@ def test_accepted_exceptions_are_recorded_with_reasons(cfn: Template) -> None:
         "glue-data-catalog-encryption",
         "s3-bucket-default-lock-enabled",
         "iam-no-inline-policy-check",
+        "s3-default-encryption-kms",
     }
     for rule, entry in exceptions.items():
         assert len(entry["reason"].split()) >= 20, rule

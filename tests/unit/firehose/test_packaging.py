@@ -171,6 +171,9 @@ def test_handlers_import_from_the_zip(lambda_zip: Path, tmp_path: Path) -> None:
         "ATHENA_WORKGROUP": "ctr-billing",
         "GLUE_DATABASE": "ctr_billing",
         "VENDOR_BUCKET": "ctr-billing-vendor",
+        # the archive lock's policy
+        "OBJECT_LOCK_MODE": "GOVERNANCE",
+        "OBJECT_LOCK_RETENTION_DAYS": "2557",
     }
 
     # WHEN each handler is imported in a fresh interpreter (boto3 from this one, as Lambda provides it)
