@@ -22,15 +22,18 @@ import copy
 import functools
 import hashlib
 import inspect
+import itertools
 import json
 import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from types import ModuleType, SimpleNamespace
 from typing import Any, Literal
 
 import moto
+from moto.awslambda.models import LambdaBackend
 from moto.awslambda.models import LambdaFunction as MotoLambdaFunction
 from moto.core.exceptions import JsonRESTError
 from moto.dynamodb import comparisons
@@ -42,7 +45,12 @@ from moto.kinesis.models import KinesisBackend, Record, Shard, kinesis_backends
 from moto.kinesis.models import Stream as KinesisStream
 from moto.kinesis.responses import KinesisResponse
 from moto.kms.models import Key as KmsKey
-from moto.s3.models import FakeBucket
+from moto.s3 import notifications as s3_notifications
+from moto.s3.models import FakeBucket, S3Backend, s3_backends
+from moto.s3.responses import S3Response
+from moto.sqs.models import Queue as SqsQueue
+from moto.sqs.models import sqs_backends
+from moto.utilities.utils import get_partition
 
 from firehose.local_aws.models import resolved_properties, without_no_value
 
@@ -362,6 +370,194 @@ def _conditional_bucket_policy() -> None:
     FakeBucket.get_permission = _bucket_permission  # type: ignore[method-assign]
 
 
+_create_bucket_from_cloudformation: Callable[..., FakeBucket] = (
+    FakeBucket.create_from_cloudformation_json.__func__  # type: ignore[attr-defined]
+)
+
+# CloudFormation's NotificationConfiguration lists, by the name moto's backend takes them (the API's XML
+# element) and the property naming each one's target.
+_NOTIFICATION_TARGETS = (
+    ("QueueConfigurations", "QueueConfiguration", "Queue"),
+    ("TopicConfigurations", "TopicConfiguration", "Topic"),
+)
+
+
+def _notification_configuration(template: dict[str, Any]) -> dict[str, Any]:
+    """A template's ``NotificationConfiguration`` in the shape moto's backend takes from the API's XML."""
+    config: dict[str, Any] = {}
+    for property_name, api_name, target in _NOTIFICATION_TARGETS:
+        entries = []
+        for entry in template.get(property_name) or []:
+            rules = ((entry.get("Filter") or {}).get("S3Key") or {}).get("Rules") or []
+            api_entry: dict[str, Any] = {target: entry[target], "Event": [entry["Event"]]}
+            if rules:
+                filter_rules = [{"Name": str(rule["Name"]).lower(), "Value": rule["Value"]} for rule in rules]
+                api_entry["Filter"] = {"S3Key": {"FilterRule": filter_rules}}
+            entries.append(api_entry)
+        if entries:
+            config[api_name] = entries
+    event_bridge = template.get("EventBridgeConfiguration") or {}
+    if str(event_bridge.get("EventBridgeEnabled", "")).lower() == "true":
+        config["EventBridgeConfiguration"] = {}
+    return config
+
+
+def _create_bucket(
+    cls: type[FakeBucket],
+    resource_name: str,
+    cloudformation_json: Any,
+    account_id: str,
+    region_name: str,
+    **kwargs: Any,
+) -> FakeBucket:
+    bucket = _create_bucket_from_cloudformation(
+        cls, resource_name, cloudformation_json, account_id, region_name, **kwargs
+    )
+    properties = resolved_properties(cloudformation_json)
+    backend: S3Backend = s3_backends[account_id][get_partition(region_name)]
+    status = (properties.get("VersioningConfiguration") or {}).get("Status")
+    if status:
+        backend.put_bucket_versioning(bucket.name, str(status))
+    if str(properties.get("ObjectLockEnabled", "")).lower() == "true":
+        # As S3 does for a bucket created with Object Lock: versioning is enabled with it.
+        backend.put_bucket_versioning(bucket.name, "Enabled")
+        retention = ((properties.get("ObjectLockConfiguration") or {}).get("Rule") or {}).get(
+            "DefaultRetention"
+        ) or {}
+        mode = retention.get("Mode")
+        backend.put_object_lock_configuration(
+            bucket.name,
+            lock_enabled=True,
+            mode=str(mode) if mode else None,
+            # What moto's PutObjectLockConfiguration passes: both numbers, the one not given as 0.
+            days=int(retention.get("Days", 0)) if mode else None,
+            years=int(retention.get("Years", 0)) if mode else None,
+        )
+    notifications = _notification_configuration(properties.get("NotificationConfiguration") or {})
+    if notifications:
+        backend.put_bucket_notification_configuration(bucket.name, notifications)
+    return bucket
+
+
+@_fix(
+    "s3-bucket-from-template",
+    "fix",
+    replaces=(Target(FakeBucket, "create_from_cloudformation_json", ("c9833d691975", "b8779b303115")),),
+    relies_on=(
+        Target(S3Backend, "put_bucket_versioning", ("7f764ee39c68",)),
+        Target(S3Backend, "put_object_lock_configuration", ("6fc91bc0166c", "4d749d62e052")),
+        Target(S3Backend, "put_bucket_notification_configuration", ("3790ebe8347c",)),
+        Target(FakeBucket, "set_notification_configuration", ("300fb00b8de6", "679e9588a97d")),
+    ),
+)
+def _bucket_from_template() -> None:
+    """moto's CloudFormation creates a bucket with its encryption and tags only.
+
+    ``FakeBucket.create_from_cloudformation_json`` applies ``BucketEncryption`` and ``Tags`` and ignores
+    every other property: a template's bucket is unversioned, has no Object Lock (so
+    ``GetObjectLockConfiguration`` fails and object retention cannot be set) and sends no event
+    notifications, whatever ``VersioningConfiguration``, ``ObjectLockEnabled`` /
+    ``ObjectLockConfiguration`` and ``NotificationConfiguration`` say. The bucket is created by moto's
+    own code, then given those through the backend's API-level calls, in the shapes the API hands them:
+    versioning; Object Lock (which enables versioning, as S3 does) with the rule's default retention;
+    ``QueueConfigurations`` and ``TopicConfigurations`` (event, ``S3Key`` prefix/suffix rules, target
+    ARN) and ``EventBridgeConfiguration``. As the API does, setting a queue notification sends the
+    queue S3's ``s3:TestEvent`` message. ``LambdaConfigurations`` are left out: moto would invoke the
+    function in Docker inside PutObject. ``update_from_cloudformation_json`` is not changed: locally a
+    stack is created, never updated.
+    """
+    FakeBucket.create_from_cloudformation_json = classmethod(_create_bucket)  # type: ignore[method-assign,assignment,arg-type]
+
+
+_key_response_get = S3Response._key_response_get
+_NO_RETENTION = (
+    '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>NoSuchObjectLockConfiguration</Code>'
+    "<Message>The specified object does not have a ObjectLock configuration</Message></Error>"
+)
+
+
+def _get_object_retention(self: S3Response, query: dict[str, Any], key_name: str) -> Any:
+    if "retention" not in query or query.get("uploadId"):
+        return _key_response_get(self, query, key_name)
+    from moto.core.responses import ActionResult
+
+    self._set_action("KEY", "GET", query)
+    self._authenticate_and_authorize_s3_action(bucket_name=self.bucket_name, key_name=key_name)
+    key, _ = self._get_key()
+    headers: dict[str, str] = {}
+    if key.version_id and key.version_id != "null":
+        headers["x-amz-version-id"] = key.version_id
+    if not key.lock_mode or not key.lock_until:
+        return 404, {**headers, "Content-Type": "application/xml"}, _NO_RETENTION
+    until = datetime.fromisoformat(str(key.lock_until).replace("Z", "+00:00"))
+    self.data["Action"] = "GetObjectRetention"
+    status, answer_headers, body = self.serialized(
+        ActionResult({"Retention": {"Mode": key.lock_mode, "RetainUntilDate": until}})
+    )
+    answer_headers.update(headers)
+    return status, answer_headers, body
+
+
+@_fix(
+    "s3-get-object-retention",
+    "fix",
+    replaces=(Target(S3Response, "_key_response_get", ("4f47613e77da",)),),
+    relies_on=(Target(S3Response, "_get_key", ("c2258ba42eb0",)),),
+)
+def _object_retention() -> None:
+    """moto has no GetObjectRetention: ``GET /<key>?retention`` is answered as GetObject (HTTP 500).
+
+    ``S3Response._key_response_get`` dispatches ``acl``, ``tagging``, ``legal-hold`` and
+    ``attributes`` and sends every other GET of a key to ``get_object``, so GetObjectRetention gets the
+    object's bytes where S3 answers XML, and botocore reports HTTP 500; PutObjectRetention and
+    HeadObject's ``x-amz-object-lock-*`` headers work. The retention moto keeps on the version
+    (``lock_mode``, ``lock_until``) is answered as S3 does: ``Retention`` with ``Mode`` and
+    ``RetainUntilDate``, or 404 ``NoSuchObjectLockConfiguration`` for a version without one.
+    """
+    S3Response._key_response_get = _get_object_retention  # type: ignore[method-assign]
+
+
+_s3_event = s3_notifications._get_s3_event
+_sequencer = itertools.count(1)
+
+
+def _s3_event_with_version(event_name: str, bucket: Any, key: Any, notification_id: str) -> Any:
+    event = _s3_event(event_name, bucket, key, notification_id)
+    version = getattr(key, "version_id", None)
+    # S3's eventTime: UTC, milliseconds, "Z" ("1970-01-01T00:00:00.000Z" in the S3 User Guide's examples).
+    now = datetime.now(UTC)
+    event_time = now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+    for record in event["Records"]:
+        record["eventTime"] = event_time
+        target = record["s3"]["object"]
+        if version and version != "null":
+            target["versionId"] = version
+        target["sequencer"] = f"{next(_sequencer):016X}"
+    return event
+
+
+@_fix(
+    "s3-notification-fields",
+    "fix",
+    replaces=(Target(s3_notifications, "_get_s3_event", ("19e8d7b8527a", "569b3d2a5a12")),),
+    relies_on=(Target(s3_notifications, "send_event", ("216c06e334e2",)),),
+)
+def _notification_version_id() -> None:
+    """moto's S3 event notifications leave out the object's ``versionId`` and ``sequencer``, and
+    before 5.2.5 write ``eventTime`` in the server's local time without a zone.
+
+    ``notifications._get_s3_event`` builds ``s3.object`` from the key's name, size and ETag only. S3
+    adds the version the event is about (``versionId``, for a versioned bucket) and ``sequencer``
+    (a hexadecimal string ordering the events of one key), so a consumer of a versioned bucket's
+    notifications (the archive lock sets Object Lock retention on exactly that version) found no
+    version to act on. Both are added to every record moto sends (SQS, SNS, Lambda); the sequencer
+    increases across the process, which orders events of one key as S3's does. ``eventTime`` is
+    written as S3 writes it (UTC, milliseconds, ``Z``): moto 5.1.22 to 5.2.4 wrote
+    ``datetime.now()`` without a zone, which the archive lock rightly refuses to date a lock from.
+    """
+    s3_notifications._get_s3_event = _s3_event_with_version
+
+
 _create_key_from_cloudformation: Callable[..., KmsKey] = KmsKey.create_from_cloudformation_json.__func__  # type: ignore[attr-defined]
 
 
@@ -527,7 +723,9 @@ def _create_function(
 @_fix(
     "lambda-architectures-from-template",
     "fix",
-    replaces=(Target(MotoLambdaFunction, "create_from_cloudformation_json", ("2e5aaa1ceb01",)),),
+    replaces=(
+        Target(MotoLambdaFunction, "create_from_cloudformation_json", ("c7f570872bf2", "2e5aaa1ceb01")),
+    ),
 )
 def _lambda_architectures() -> None:
     """moto's CloudFormation creates every Lambda function as ``x86_64``, whatever the template says.
@@ -539,6 +737,40 @@ def _lambda_architectures() -> None:
     architectures through the model's validating setter.
     """
     MotoLambdaFunction.create_from_cloudformation_json = classmethod(_create_function)  # type: ignore[method-assign,assignment,arg-type]
+
+
+# --- SQS event source mappings ------------------------------------------------------------------------
+_create_event_source_mapping = LambdaBackend.create_event_source_mapping
+
+
+def _create_mapping_run_by_poller(self: LambdaBackend, spec: dict[str, Any]) -> Any:
+    mapping = _create_event_source_mapping(self, spec)
+    for queue in sqs_backends[self.account_id][self.region_name].queues.values():
+        if queue.lambda_event_source_mappings.get(mapping.function_arn) is mapping:
+            del queue.lambda_event_source_mappings[mapping.function_arn]
+    return mapping
+
+
+@_fix(
+    "sqs-event-source-mappings-polled",
+    "fix",
+    replaces=(Target(LambdaBackend, "create_event_source_mapping", ("546742796bc9",)),),
+    relies_on=(Target(SqsQueue, "add_message", ("5350424bf2d5", "34d288bc18d7")),),
+)
+def _sqs_mappings_polled() -> None:
+    """moto runs an SQS event source mapping inside SendMessage, in Docker, and fails messages with it.
+
+    ``create_event_source_mapping`` registers an SQS mapping on its queue, and ``Queue.add_message``
+    then, within every SendMessage (and every S3 notification to the queue), receives a batch for each
+    mapping (counting a receive towards the redrive policy's ``maxReceiveCount``) and invokes the
+    function in a Docker container: without Docker every invocation fails, so each message sent is
+    pushed towards the dead-letter queue before its sender gets an answer, and the sender waits for
+    the function. Lambda polls the queue instead. The mapping is created and answered by moto as
+    before (Create/List/Get/Update/DeleteEventSourceMapping, with ``FunctionResponseTypes``,
+    ``MaximumBatchingWindowInSeconds`` and ``Enabled`` as given), but not registered on its queue; the
+    server's poller (``firehose.local_aws.event_sources``) runs it as Lambda does.
+    """
+    LambdaBackend.create_event_source_mapping = _create_mapping_run_by_poller  # type: ignore[method-assign]
 
 
 # Fixes kept beside the API they belong to register themselves on import: imported here, so FIXES is

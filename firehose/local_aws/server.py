@@ -14,7 +14,8 @@ Two ways to run it, same HTTP API:
 The one call that reaches into moto's backends on the caller's behalf, forgetting consumed Kinesis
 records (``trim_kinesis``), is a control route in front of moto's application
 (``POST /_ctr-billing/kinesis/trim``), so it works across the process boundary and the same way in
-both modes.
+both modes. The process that serves also runs Lambda's SQS event source mappings, from a thread of
+``ControlRoute`` (``firehose.local_aws.event_sources``).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 from firehose.local_aws import moto_fixes
 from firehose.local_aws.athena import AthenaRoute
+from firehose.local_aws.event_sources import SqsEventSources
 from firehose.local_aws.lambda_api import LambdaInvokeRoute
 from firehose.local_aws.models import register_models
 from firehose.runtime.processes import peak_rss_mb
@@ -61,6 +63,7 @@ if TYPE_CHECKING:
     from mypy_boto3_kms import KMSClient
     from mypy_boto3_lambda import LambdaClient
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sqs import SQSClient
 
 REGION = "us-east-1"
 ACCOUNT_ID = "123456789012"  # moto's default account
@@ -108,6 +111,12 @@ class ControlRoute:
         # query executions on DuckDB (firehose.local_aws.athena).
         self.lambda_invoke = LambdaInvokeRoute(lambda: self._client("lambda"), self._aws_environment)
         self.athena = AthenaRoute(self._client)
+        # Lambda's SQS event source mappings, polled from a thread of their own once the server serves
+        # (firehose.local_aws.event_sources); the functions run in the Invoke route's warm workers.
+        self.event_sources = SqsEventSources(
+            lambda: self.endpoint, self.lambda_invoke.function, region=REGION, credentials=CREDENTIALS
+        )
+        self._client_lock = threading.Lock()
 
     def _aws_environment(self) -> dict[str, str]:
         return {
@@ -119,9 +128,16 @@ class ControlRoute:
         }
 
     def _client(self, service: str) -> Any:
-        return boto3.client(service, endpoint_url=self.endpoint, region_name=REGION, **CREDENTIALS)  # type: ignore[call-overload]
+        # boto3's default session is not safe to create clients from in several threads at once.
+        with self._client_lock:
+            return boto3.client(service, endpoint_url=self.endpoint, region_name=REGION, **CREDENTIALS)  # type: ignore[call-overload]
+
+    def start(self) -> None:
+        """Start the background work of a serving server (the endpoint is known)."""
+        self.event_sources.start()
 
     def close(self) -> None:
+        self.event_sources.close()  # before the functions it invokes are closed
         self.lambda_invoke.close()
         self.athena.close()
 
@@ -178,6 +194,7 @@ class _Server:
         host, port = self._server.server_address[:2]
         self.endpoint = f"http://{host!s}:{port}"
         application.endpoint = self.endpoint
+        application.start()
 
     def stop(self) -> None:
         self._application.close()
@@ -370,6 +387,8 @@ class EmbeddedAws:
     def client(self, service: Literal["lambda"], *, max_attempts: int = 3) -> LambdaClient: ...
     @overload
     def client(self, service: Literal["s3"], *, max_attempts: int = 3) -> S3Client: ...
+    @overload
+    def client(self, service: Literal["sqs"], *, max_attempts: int = 3) -> SQSClient: ...
     @overload
     def client(self, service: str, *, max_attempts: int = 3) -> BaseClient: ...
     def client(self, service: str, *, max_attempts: int = 3) -> BaseClient:

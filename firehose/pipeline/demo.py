@@ -6,12 +6,14 @@
    the lines of a file;
 3. they are put into the Kinesis stream (``producer.put_records``), paced so that the slowest delivery
    stream is never far behind, with progress on a terminal, and the runtime drains;
-4. the raw, vendor and lake buckets are downloaded into the output folder;
+4. the archive lock's queue is waited for and each raw version's Object Lock retention checked
+   (``archive_lock``); the raw, vendor and lake buckets are downloaded into the output folder;
 5. what they hold is counted beside what the simulator predicted (``summary``) into ``summary.json``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
@@ -22,7 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from firehose.local_aws.event_sources import wait_until_drained
 from firehose.pipeline import chaos_run
+from firehose.pipeline.archive_lock import raw_version_locks
 from firehose.pipeline.chaos import ChaosPlan
 from firehose.pipeline.errors import PipelineError
 from firehose.pipeline.local import LocalPipeline, seed_provider_directory, start_pipeline
@@ -37,6 +41,7 @@ from transform.core.columns import DEFAULT_CSV_COLUMNS, LAKE_TABLE
 if TYPE_CHECKING:
     from mypy_boto3_kinesis import KinesisClient
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sqs import SQSClient
 
 DEFAULT_CONTACTS = 5_000
 DEFAULT_SEED = 7
@@ -128,6 +133,17 @@ def settle_days(pipeline: LocalPipeline, log: TextIO) -> dict[str, int]:
     return settled
 
 
+def archive_locks(pipeline: LocalPipeline) -> tuple[int, int]:
+    """(raw ``ctr/`` versions, how many hold their Object Lock retention) once the archive lock's queue
+    is empty: the stack locks each raw version as it arrives."""
+    sqs: SQSClient = pipeline.aws.client("sqs")
+    # Versions still waiting after the timeout are counted below as unlocked: a mismatch, not a crash.
+    with contextlib.suppress(TimeoutError):
+        wait_until_drained(sqs, pipeline.stack.resources["ArchiveLockQueue"], timeout=120.0)
+    s3: S3Client = pipeline.aws.client("s3")
+    return raw_version_locks(s3, pipeline.stack.resources["RawBucket"])
+
+
 def _run(pipeline: LocalPipeline, options: DemoOptions, started: float, log: TextIO) -> dict[str, Any]:
     vendor_environment = pipeline.function_environment("TransformCsvFunction")
     simulator: ConnectSimulator | None = None
@@ -177,6 +193,7 @@ def _run(pipeline: LocalPipeline, options: DemoOptions, started: float, log: Tex
     seconds = time.monotonic() - pipeline_started
     memory = pipeline.memory()  # before the downloads below
 
+    raw_versions, raw_versions_locked = archive_locks(pipeline)
     settled = settle_days(pipeline, log) if options.settle else None
     pipeline.download_buckets(options.out)
     streams = pipeline.stream_counts()
@@ -193,6 +210,8 @@ def _run(pipeline: LocalPipeline, options: DemoOptions, started: float, log: Tex
         "records_put": records_put,
         **expected,
         **delivered,
+        "raw_versions": raw_versions,
+        "raw_versions_locked": raw_versions_locked,
         "processing_failed": vendor.get(PROCESSING_FAILED, 0),
         "dropped": vendor.get(DROPPED, 0),
         "streams": streams,

@@ -22,7 +22,10 @@ CHECKED_COUNTS = (
     ("vendor OUTBOUND rows", "vendor_outbound_rows", "vendor_outbound_expected"),
     ("lake Parquet rows", "lake_rows", "lake_rows_expected"),
     ("lake billed seconds", "lake_seconds", "lake_seconds_expected"),
+    ("raw versions Object-Locked", "raw_versions_locked", "raw_versions"),
 )
+# Wanted values that are counts of the run itself, not predictions of the simulator.
+_COUNTED = ("records_put", "raw_versions")
 
 
 # --- what was delivered ----------------------------------------------------------------------------
@@ -109,7 +112,7 @@ def expected_figures(
     a column the vendor CSV leaves out). With the billing ledger the vendor gets one row per billable
     contact; without, one per version Connect published."""
     if truth is None:
-        return dict.fromkeys((wanted for _, _, wanted in CHECKED_COUNTS if wanted != "records_put"), None)
+        return dict.fromkeys((wanted for _, _, wanted in CHECKED_COUNTS if wanted not in _COUNTED), None)
     seconds = truth.billable_seconds if ledger else truth.billable_record_seconds
     outbound = truth.outbound_contacts if ledger else truth.outbound_records
     return {

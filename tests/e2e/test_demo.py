@@ -31,6 +31,8 @@ def test_demo_on_simulated_traffic_delivers_what_the_simulator_predicts(tmp_path
     summary = json.loads((out / "summary.json").read_text())
     assert summary["records_put"] == summary["simulation"]["records"]
     assert summary["raw_records"] == summary["records_put"]
+    # and every raw object version was Object-Locked by the stack as it arrived
+    assert summary["raw_versions_locked"] == summary["raw_versions"] > 0
     assert summary["vendor_rows"] == summary["billable_expected"] > 0
     assert summary["lake_rows"] == summary["lake_rows_expected"] == summary["simulation"]["billable_records"]
     # and the rules, not only the counts: the provider time billed and the calls billed as outbound

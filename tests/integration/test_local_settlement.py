@@ -56,3 +56,9 @@ def test_the_settlement_lambda_writes_what_export_writes(
     assert main(["export", "--date", DAY, "--lake", f"s3://{lake_bucket}", "--to", str(tmp_path)]) == 0
     assert settled == (tmp_path / f"billing-{DAY}.csv").read_bytes()
     assert s3.head_object(Bucket=vendor, Key=f"settled/billing-{DAY}.manifest.json")["ContentLength"] > 0
+    # AND both files were written locked, in the template's mode, for its retention from the write
+    for name in (f"billing-{DAY}.csv", f"billing-{DAY}.manifest.json"):
+        head = s3.head_object(Bucket=vendor, Key=f"settled/{name}")
+        assert head["ObjectLockMode"] == environment["OBJECT_LOCK_MODE"] == "GOVERNANCE"
+        held = head["ObjectLockRetainUntilDate"] - head["LastModified"]
+        assert abs(held.total_seconds() - int(environment["OBJECT_LOCK_RETENTION_DAYS"]) * 86400) < 120

@@ -6,20 +6,24 @@ from __future__ import annotations
 import base64
 import gc
 import json
+import re
 import uuid
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from moto.awslambda.models import LambdaBackend
 from moto.dynamodb import comparisons
 from moto.dynamodb.models import dynamodb_backends
 from moto.kinesis.models import Record, Shard, kinesis_backends
 
 from firehose.local_aws import moto_fixes
 from firehose.local_aws.server import ACCOUNT_ID, EmbeddedAws
-from tests.support.pipeline_support import put_records
+from tests.support.pipeline_support import handler_zip, lambda_role, put_records
 
 pytestmark = pytest.mark.integration
 
@@ -290,6 +294,135 @@ def test_a_tls_only_bucket_policy_lets_requests_in_and_its_plain_denies_still_ap
     assert len(json.loads(s3.get_bucket_policy(Bucket="fixes-tls-only")["Policy"])["Statement"]) == 2
 
 
+@covers("s3-bucket-from-template")
+def test_a_template_s_bucket_has_the_template_s_versioning_object_lock_and_notifications(
+    aws: EmbeddedAws,
+) -> None:
+    # GIVEN a template's queue, and a bucket declaring versioning, Object Lock with a default retention
+    # and a notification of that queue for csv objects under ctr/
+    name = f"fixes-lock-{uuid.uuid4().hex[:8]}"
+    bucket = {
+        "Type": "AWS::S3::Bucket",
+        "Properties": {
+            "BucketName": name,
+            "VersioningConfiguration": {"Status": "Enabled"},
+            "ObjectLockEnabled": True,
+            "ObjectLockConfiguration": {
+                "ObjectLockEnabled": "Enabled",
+                "Rule": {"DefaultRetention": {"Mode": "COMPLIANCE", "Years": 1}},
+            },
+            "NotificationConfiguration": {
+                "QueueConfigurations": [
+                    {
+                        "Event": "s3:ObjectCreated:*",
+                        "Queue": {"Fn::GetAtt": ["Queue", "Arn"]},
+                        "Filter": {
+                            "S3Key": {
+                                "Rules": [
+                                    {"Name": "prefix", "Value": "ctr/"},
+                                    {"Name": "suffix", "Value": ".csv"},
+                                ]
+                            }
+                        },
+                    }
+                ]
+            },
+        },
+    }
+
+    # WHEN it is deployed through CloudFormation and the bucket described through the S3 API
+    resources = _deploy(
+        aws, name, {"Queue": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": name}}, "Bucket": bucket}
+    )
+    s3 = aws.client("s3")
+    versioning = s3.get_bucket_versioning(Bucket=resources["Bucket"])
+    lock = s3.get_object_lock_configuration(Bucket=resources["Bucket"])["ObjectLockConfiguration"]
+    notifications = s3.get_bucket_notification_configuration(Bucket=resources["Bucket"])
+
+    # THEN it is as the template says (moto's own: unversioned, no Object Lock, no notifications)
+    assert versioning["Status"] == "Enabled"
+    assert lock["ObjectLockEnabled"] == "Enabled"
+    assert (lock["Rule"]["DefaultRetention"]["Mode"], lock["Rule"]["DefaultRetention"]["Years"]) == (
+        "COMPLIANCE",
+        1,
+    )
+    [queue] = notifications["QueueConfigurations"]
+    assert queue["QueueArn"] == f"arn:aws:sqs:{aws.region}:{ACCOUNT_ID}:{name}"
+    assert queue["Events"] == ["s3:ObjectCreated:*"]
+    rules = {rule["Name"]: rule["Value"] for rule in queue["Filter"]["Key"]["FilterRules"]}
+    assert rules == {"prefix": "ctr/", "suffix": ".csv"}
+
+
+@covers("s3-get-object-retention")
+def test_an_object_version_s_retention_is_answered(aws: EmbeddedAws) -> None:
+    # GIVEN an Object Lock bucket holding two versions of an object, the newest put under retention
+    s3 = aws.client("s3", max_attempts=1)
+    bucket = f"fixes-retention-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+    unlocked = s3.put_object(Bucket=bucket, Key="raw.gz", Body=b"first")["VersionId"]
+    locked = s3.put_object(Bucket=bucket, Key="raw.gz", Body=b"second")["VersionId"]
+    until = datetime(2099, 1, 2, 3, 4, 5, tzinfo=UTC)
+    s3.put_object_retention(
+        Bucket=bucket,
+        Key="raw.gz",
+        VersionId=locked,
+        Retention={"Mode": "GOVERNANCE", "RetainUntilDate": until},
+    )
+
+    # WHEN each version's retention is asked for
+    retention = s3.get_object_retention(Bucket=bucket, Key="raw.gz", VersionId=locked)["Retention"]
+    with pytest.raises(s3.exceptions.ClientError) as missing:
+        s3.get_object_retention(Bucket=bucket, Key="raw.gz", VersionId=unlocked)
+
+    # THEN the locked one answers its mode and date, the other S3's 404 (moto's own: HTTP 500 for both),
+    # and GetObject still answers the object
+    assert (retention["Mode"], retention["RetainUntilDate"]) == ("GOVERNANCE", until)
+    assert missing.value.response["Error"]["Code"] == "NoSuchObjectLockConfiguration"
+    assert missing.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+    assert s3.get_object(Bucket=bucket, Key="raw.gz", VersionId=unlocked)["Body"].read() == b"first"
+
+
+@covers("s3-notification-fields")
+def test_a_versioned_bucket_s_notification_names_the_object_version(aws: EmbeddedAws) -> None:
+    # GIVEN a versioned bucket notifying a queue of new objects
+    s3, sqs = aws.client("s3"), aws.client("sqs")
+    name = f"fixes-notify-{uuid.uuid4().hex[:8]}"
+    url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    s3.create_bucket(Bucket=name)
+    s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+    s3.put_bucket_notification_configuration(
+        Bucket=name,
+        NotificationConfiguration={
+            "QueueConfigurations": [
+                {
+                    "QueueArn": f"arn:aws:sqs:{aws.region}:{ACCOUNT_ID}:{name}",
+                    "Events": ["s3:ObjectCreated:*"],
+                }
+            ]
+        },
+    )
+
+    # WHEN the same key is put twice
+    versions = [s3.put_object(Bucket=name, Key="raw.gz", Body=body)["VersionId"] for body in (b"1", b"2")]
+
+    # THEN each notification names the version it is about, with increasing sequencers
+    received = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+    objects = [
+        record["s3"]["object"]
+        for message in received
+        for record in json.loads(message["Body"]).get("Records", [])
+    ]
+    assert [target["versionId"] for target in objects] == versions
+    assert int(objects[0]["sequencer"], 16) < int(objects[1]["sequencer"], 16)
+    # AND dates it as S3 does: UTC, milliseconds, "Z"
+    times = [
+        record["eventTime"]
+        for message in received
+        for record in json.loads(message["Body"]).get("Records", [])
+    ]
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", time) for time in times), times
+
+
 # --- DynamoDB ----------------------------------------------------------------------------------------
 
 
@@ -431,6 +564,55 @@ def test_a_template_s_function_reports_the_template_s_architecture(aws: Embedded
 
     # THEN it is arm64, as the template says (moto's default is x86_64)
     assert configuration["Architectures"] == ["arm64"]
+
+
+# --- SQS event source mappings -----------------------------------------------------------------------
+
+
+@covers("sqs-event-source-mappings-polled")
+def test_send_message_does_not_run_a_queue_s_mapping_and_the_mapping_is_still_answered(
+    aws: EmbeddedAws, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # GIVEN a queue with an event source mapping to a function, and moto's Docker-based run of a
+    # mapping recording its calls
+    name = f"fixes-esm-{uuid.uuid4().hex[:8]}"
+    sqs, awslambda = aws.client("sqs"), aws.client("lambda")
+    url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    function = awslambda.create_function(
+        FunctionName=name,
+        Runtime="python3.12",
+        Role=lambda_role(aws.client("iam"), name),
+        Handler="tests.support.lambda_handlers.sqs_handler",
+        Code={"ZipFile": handler_zip(tmp_path)},
+    )["FunctionArn"]
+    mapping = awslambda.create_event_source_mapping(
+        EventSourceArn=arn,
+        FunctionName=function,
+        BatchSize=10,
+        MaximumBatchingWindowInSeconds=1,
+        FunctionResponseTypes=["ReportBatchItemFailures"],
+    )
+    docker_runs: list[str] = []
+
+    def send_sqs_batch(self: LambdaBackend, function_arn: str, messages: Any, queue_arn: str) -> bool:
+        docker_runs.append(function_arn)
+        return False
+
+    monkeypatch.setattr(LambdaBackend, "send_sqs_batch", send_sqs_batch)
+
+    # WHEN a message is sent to the queue
+    sqs.send_message(QueueUrl=url, MessageBody="probe")
+
+    # THEN moto did not run the mapping within SendMessage (Lambda polls the queue instead), and the
+    # Lambda API still answers the mapping as created
+    assert docker_runs == []
+    answered = awslambda.get_event_source_mapping(UUID=mapping["UUID"])
+    assert (answered["EventSourceArn"], answered["State"], answered["BatchSize"]) == (arn, "Enabled", 10)
+    assert answered["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert answered["MaximumBatchingWindowInSeconds"] == 1
+    listed = awslambda.list_event_source_mappings(EventSourceArn=arn)["EventSourceMappings"]
+    assert [m["UUID"] for m in listed] == [mapping["UUID"]]
 
 
 # --- Firehose ----------------------------------------------------------------------------------------

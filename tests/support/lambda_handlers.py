@@ -73,3 +73,27 @@ def handler(event: dict[str, Any], context: Any) -> Any:
         for answer in answers:
             answer.update(result="Dropped", data="")
     return {"records": answers}
+
+
+def sqs_handler(event: dict[str, Any], context: Any) -> Any:
+    """An SQS event source's function: logs each event to EVENT_LOG, writes each body to the bucket
+    OUTPUT_BUCKET under ``<messageId>``, and answers by the bodies: "fail" is reported in
+    ``batchItemFailures``, "raise" fails the invocation, "bad-id" reports a message not in the batch."""
+    import boto3  # only this handler talks to AWS; the Firehose handlers above stay dependency-free
+
+    if EVENT_LOG:
+        with Path(EVENT_LOG).open("a", encoding="utf-8") as log:
+            log.write(json.dumps({"event": event, "function_name": context.function_name}) + "\n")
+    bucket = os.environ.get("OUTPUT_BUCKET", "")
+    s3 = boto3.client("s3") if bucket else None
+    failures = []
+    for record in event["Records"]:
+        if s3 is not None:
+            s3.put_object(Bucket=bucket, Key=record["messageId"], Body=record["body"].encode())
+        if record["body"] == "raise":
+            raise RuntimeError("the batch failed")
+        if record["body"] == "fail":
+            failures.append({"itemIdentifier": record["messageId"]})
+        if record["body"] == "bad-id":
+            failures.append({"itemIdentifier": "not-a-message-of-the-batch"})
+    return {"batchItemFailures": failures}

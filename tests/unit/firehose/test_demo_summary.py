@@ -23,6 +23,8 @@ AS_EXPECTED: dict[str, Any] = {
     "lake_rows": 3904,
     "lake_seconds_expected": 3249011,
     "lake_seconds": 3249011,
+    "raw_versions": 42,
+    "raw_versions_locked": 42,
 }
 
 
@@ -44,6 +46,8 @@ def test_a_run_that_delivered_what_was_predicted_has_no_mismatch() -> None:
         ({"vendor_outbound_rows": 801}, "vendor OUTBOUND rows 801 != 760"),
         ({"lake_seconds": 3249010}, "lake billed seconds 3249010 != 3249011"),
         ({"vendor_seconds": None}, "vendor billed seconds None != 3118520"),
+        # a raw version the archive lock missed
+        ({"raw_versions_locked": 41}, "raw versions Object-Locked 41 != 42"),
     ],
 )
 def test_each_count_that_differs_is_named(change: dict[str, int], problem: str) -> None:
@@ -150,5 +154,5 @@ def test_the_table_marks_each_checked_count_ok_or_mismatch(tmp_path: Path) -> No
     # WHEN shown  THEN that count is marked and the others are ok
     lines = summary_lines(summary, tmp_path)
     assert [line.split()[-1] for line in lines if "lake Parquet rows" in line] == ["MISMATCH"]
-    assert sum(line.endswith("  ok") for line in lines) == 5
+    assert sum(line.endswith("  ok") for line in lines) == 6
     assert any(line.startswith("records put") and line.split()[-1] == "5665" for line in lines)
