@@ -9,7 +9,6 @@ import json
 import logging
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import ModuleType
 from typing import Any
@@ -19,6 +18,7 @@ from botocore.exceptions import ClientError
 
 from firehose.local_aws.server import EmbeddedAws
 from tests.events import SQS_S3_NOTIFICATIONS, load_event
+from tests.support.ctr_factory import LambdaContext
 from transform.core.object_lock import ObjectLockPolicy
 from transform.core.settings import SettingsError
 from transform.settlement.athena import S3Destination
@@ -26,14 +26,6 @@ from transform.settlement.athena import S3Destination
 pytestmark = pytest.mark.integration
 DAYS = 30
 PLANTED_PHONE = "+12025550143"
-
-
-@dataclass
-class FakeLambdaContext:
-    function_name: str = "archive-lock"
-    memory_limit_in_mb: int = 256
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:archive-lock"
-    aws_request_id: str = "00000000-0000-0000-0000-000000000000"
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +103,7 @@ def test_each_new_raw_version_is_locked_from_its_creation_and_cannot_be_deleted(
     event = notification_event(*(created(locked_bucket, k, v) for k, v in zip(keys, versions, strict=True)))
     # WHEN the archive lock Lambda reads the batch
     handler = cold_start()
-    answer = handler.lambda_handler(event, FakeLambdaContext())  # type: ignore[arg-type]
+    answer = handler.lambda_handler(event, LambdaContext())  # type: ignore[arg-type]
     # THEN no message failed and each version is locked in GOVERNANCE mode for DAYS from S3's eventTime
     assert answer == {"batchItemFailures": []}
     until = datetime(2026, 11, 2, 14, 5, 9, 117000, tzinfo=UTC) + timedelta(days=DAYS)
@@ -142,7 +134,7 @@ def test_a_redelivered_notification_changes_nothing_and_a_longer_lock_is_kept(
     for _ in range(2):
         answer = handler.lambda_handler(
             notification_event(created(locked_bucket, key, version)),
-            FakeLambdaContext(),  # type: ignore[arg-type]
+            LambdaContext(),  # type: ignore[arg-type]
         )
         assert answer == {"batchItemFailures": []}
     # THEN the longer retention stands (shortening a GOVERNANCE lock would need a bypass it does not have)
@@ -189,7 +181,7 @@ def test_one_bad_message_fails_alone_and_nothing_of_it_reaches_the_logs(
         logger.addHandler(everything)
         logger.setLevel(logging.DEBUG)
     try:
-        answer = handler.lambda_handler(event, FakeLambdaContext())  # type: ignore[arg-type]
+        answer = handler.lambda_handler(event, LambdaContext())  # type: ignore[arg-type]
     finally:
         for logger, level in zip(loggers, levels, strict=True):
             logger.removeHandler(everything)

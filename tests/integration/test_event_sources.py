@@ -11,12 +11,11 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote_plus
 
 import pytest
 
 from firehose.local_aws.event_sources import wait_until_drained
-from firehose.local_aws.server import ACCOUNT_ID, EmbeddedAws
+from firehose.local_aws.server import EmbeddedAws
 from tests.support.pipeline_support import handler_zip, lambda_role, objects, wait_until
 
 pytestmark = pytest.mark.integration
@@ -222,74 +221,3 @@ def test_an_invalid_partial_batch_response_fails_the_whole_batch(source: Source)
     # THEN the whole batch was retried and dead-lettered, as Lambda treats such a response
     assert dead == ["bad-id", "ok"]
     assert len(source.events()) == 2
-
-
-def test_a_template_s_bucket_notifies_its_queue_of_objects_under_the_prefix(aws: EmbeddedAws) -> None:
-    # GIVEN a stack of a queue and a versioned, Object Lock bucket notifying the queue of ctr/ objects
-    name = f"lock-{uuid.uuid4().hex[:8]}"
-    template = {
-        "Resources": {
-            "Queue": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": name}},
-            "Bucket": {
-                "Type": "AWS::S3::Bucket",
-                "Properties": {
-                    "BucketName": name,
-                    "VersioningConfiguration": {"Status": "Enabled"},
-                    "ObjectLockEnabled": True,
-                    "ObjectLockConfiguration": {
-                        "ObjectLockEnabled": "Enabled",
-                        "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 7}},
-                    },
-                    "NotificationConfiguration": {
-                        "QueueConfigurations": [
-                            {
-                                "Event": "s3:ObjectCreated:*",
-                                "Queue": {"Fn::GetAtt": ["Queue", "Arn"]},
-                                "Filter": {"S3Key": {"Rules": [{"Name": "prefix", "Value": "ctr/"}]}},
-                            }
-                        ]
-                    },
-                },
-            },
-        }
-    }
-    cloudformation = aws.client("cloudformation")
-    cloudformation.create_stack(StackName=name, TemplateBody=json.dumps(template))
-    cloudformation.get_waiter("stack_create_complete").wait(StackName=name, WaiterConfig={"Delay": 1})
-    s3, sqs = aws.client("s3"), aws.client("sqs")
-    url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
-
-    # WHEN an object is put under the prefix and one outside it
-    s3.put_object(Bucket=name, Key="ctr/2026/contact.json", Body=b"{}")
-    s3.put_object(Bucket=name, Key="other/contact.json", Body=b"{}")
-
-    # THEN the queue got S3's test event and a notification for the ctr/ object only
-    received = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
-    bodies = [json.loads(message["Body"]) for message in received]
-    assert [body.get("Event") for body in bodies if "Records" not in body] == ["s3:TestEvent"]
-    # (S3 URL-encodes the key in a notification; moto encodes "/" too, hence unquote_plus)
-    notified = [
-        (record["eventName"], record["s3"]["bucket"]["name"], unquote_plus(record["s3"]["object"]["key"]))
-        for body in bodies
-        for record in body.get("Records", [])
-    ]
-    assert notified == [("ObjectCreated:Put", name, "ctr/2026/contact.json")]
-    # AND the bucket is versioned with Object Lock and the template's default retention
-    assert s3.get_bucket_versioning(Bucket=name)["Status"] == "Enabled"
-    lock = s3.get_object_lock_configuration(Bucket=name)["ObjectLockConfiguration"]
-    assert lock["ObjectLockEnabled"] == "Enabled"
-    assert (lock["Rule"]["DefaultRetention"]["Mode"], lock["Rule"]["DefaultRetention"]["Days"]) == (
-        "GOVERNANCE",
-        7,
-    )
-    head = s3.head_object(Bucket=name, Key="ctr/2026/contact.json")
-    assert head["VersionId"] != "null"
-    # the notification names the version it is about
-    assert [r["s3"]["object"]["versionId"] for b in bodies for r in b.get("Records", [])] == [
-        head["VersionId"]
-    ]
-    assert head["ObjectLockMode"] == "GOVERNANCE"
-    assert (
-        ACCOUNT_ID
-        in sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    )

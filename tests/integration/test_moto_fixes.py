@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import unquote_plus
 
 import pytest
 from moto.awslambda.models import LambdaBackend
@@ -351,6 +352,20 @@ def test_a_template_s_bucket_has_the_template_s_versioning_object_lock_and_notif
     assert queue["Events"] == ["s3:ObjectCreated:*"]
     rules = {rule["Name"]: rule["Value"] for rule in queue["Filter"]["Key"]["FilterRules"]}
     assert rules == {"prefix": "ctr/", "suffix": ".csv"}
+
+    # AND objects put afterwards are notified as the filter says: S3's test event first, then the
+    # matching object only (its key URL-encoded, as S3 does; moto encodes "/" too)
+    for key in ("ctr/2026/contact.csv", "ctr/2026/contact.json", "other/contact.csv"):
+        s3.put_object(Bucket=name, Key=key, Body=b"{}", ChecksumAlgorithm="SHA256")
+    sqs = aws.client("sqs")
+    url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+    bodies = [
+        json.loads(message["Body"])
+        for message in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+    ]
+    assert [body.get("Event") for body in bodies if "Records" not in body] == ["s3:TestEvent"]
+    notified = [unquote_plus(r["s3"]["object"]["key"]) for b in bodies for r in b.get("Records", [])]
+    assert notified == ["ctr/2026/contact.csv"]
 
 
 @covers("s3-get-object-retention")
