@@ -6,6 +6,7 @@ resources with names of their own.
 
 from __future__ import annotations
 
+import logging
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,6 +27,9 @@ def free_port() -> int:
 @contextmanager
 def moto_server() -> Iterator[str]:
     """A moto server at a free port; yields its endpoint URL and stops it afterwards."""
+    # werkzeug logs a line per request when nothing configured logging (a benchmark run, unlike pytest's
+    # capture): noise, and request paths carry object keys. The embedded AWS quiets it the same way.
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
     server.start()
     host, port = server.get_host_and_port()

@@ -26,9 +26,12 @@ TLS_ONLY_CHECK = "CKV_CTR_2"
 GRANT_CHECK = "CKV_CTR_3"
 OTHER_KEY_CHECK = "CKV_CTR_4"
 PREFIX_CHECK = "CKV_CTR_5"
+OBJECT_LOCK_CHECK = "CKV_CTR_6"
+BYPASS_CHECK = "CKV_CTR_7"
 
 # Issue 13: a key policy with an unconditioned kms:Create* and a bucket policy without a key pin (the one
-# above), and a Firehose role writing a whole bucket.
+# above), a Firehose role writing a whole bucket, a bucket without Object Lock and a role that may bypass
+# governance retention.
 BAD_HARDENING_TEMPLATE = """\
 AWSTemplateFormatVersion: "2010-09-09"
 Resources:
@@ -65,6 +68,28 @@ Resources:
             Statement:
               - Effect: Allow
                 Action: [s3:PutObject, s3:GetObject]
+                Resource: !Sub "arn:${AWS::Partition}:s3:::some-bucket/*"
+  UnlockedBucket:
+    Type: AWS::S3::Bucket
+  LockedBucket:
+    Type: AWS::S3::Bucket
+    Properties:
+      ObjectLockEnabled: true
+      ObjectLockConfiguration: { ObjectLockEnabled: Enabled }
+  BypassesGovernanceRole:
+    Type: AWS::IAM::Role
+    Properties:
+      AssumeRolePolicyDocument:
+        Statement:
+          - Effect: Allow
+            Principal: { Service: lambda.amazonaws.com }
+            Action: sts:AssumeRole
+      Policies:
+        - PolicyName: clean-up
+          PolicyDocument:
+            Statement:
+              - Effect: Allow
+                Action: [s3:DeleteObjectVersion, s3:Bypass*]
                 Resource: !Sub "arn:${AWS::Partition}:s3:::some-bucket/*"
   PrefixDeliveryRole:
     Type: AWS::IAM::Role
@@ -223,6 +248,10 @@ def test_custom_policies_fail_the_issue_13_findings(tmp_path: Path) -> None:
     assert _results(report, "failed", PREFIX_CHECK) == {"WholeBucketDeliveryRole"}
     assert _results(report, "passed", PREFIX_CHECK) == {"PrefixDeliveryRole"}
     assert _results(other_report, "failed", OTHER_KEY_CHECK) == {"AllowsPlainHttpPolicy", "ObjectsOnlyPolicy"}
+    assert _results(report, "failed", OBJECT_LOCK_CHECK) == {"UnlockedBucket"}
+    assert _results(report, "passed", OBJECT_LOCK_CHECK) == {"LockedBucket"}
+    assert _results(report, "failed", BYPASS_CHECK) == {"BypassesGovernanceRole"}
+    assert _results(report, "passed", BYPASS_CHECK) == {"WholeBucketDeliveryRole", "PrefixDeliveryRole"}
 
 
 def test_template_passes_every_check_and_each_skip_has_a_reason(template_report: dict[str, Any]) -> None:
@@ -239,6 +268,14 @@ def test_template_passes_every_check_and_each_skip_has_a_reason(template_report:
     assert _results(template_report, "passed", TLS_ONLY_CHECK) == policies
     assert _results(template_report, "passed", OTHER_KEY_CHECK) == policies - {"AccessLogsBucketPolicy"}
     assert _results(template_report, "skipped", OTHER_KEY_CHECK) == {"AccessLogsBucketPolicy"}
+    assert _results(template_report, "passed", OBJECT_LOCK_CHECK) == {
+        "RawBucket",
+        "VendorBucket",
+        "LakeBucket",
+    }
+    roles = {logical_id for logical_id, _ in resources_of_type(template, "AWS::IAM::Role")}
+    policies_iam = {logical_id for logical_id, _ in resources_of_type(template, "AWS::IAM::Policy")}
+    assert _results(template_report, "passed", BYPASS_CHECK) == roles | policies_iam
     assert _results(template_report, "passed", GRANT_CHECK) == {"BillingKey"}
     assert _results(template_report, "passed", PREFIX_CHECK) == {
         "RawDeliveryRole",
