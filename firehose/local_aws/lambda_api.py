@@ -12,30 +12,91 @@ endpoint and outlive single requests; moto's own code (function lookup, errors f
 is still what answers everything else, including an invocation of a function that does not exist.
 
 Invocation types as Lambda has them: ``RequestResponse`` (200, the function's response, or
-``X-Amz-Function-Error: Unhandled`` with ``{"errorType", "errorMessage"}``), ``Event`` (202 at once;
-the function runs in the background) and ``DryRun`` (204). ``LogType: Tail`` returns the last 4 KB of
-the function's log in ``X-Amz-Log-Result``.
+``X-Amz-Function-Error: Unhandled`` with ``{"errorType", "errorMessage"}``), ``Event`` (202 at once,
+with the invocation's request ID in ``x-amzn-RequestId``; the function runs in the background, see
+below) and ``DryRun`` (204). ``LogType: Tail`` returns the last 4 KB of the function's log in
+``X-Amz-Log-Result``.
+
+Asynchronous (``Event``) invocations are retried and dead-lettered as Lambda does
+(https://docs.aws.amazon.com/lambda/latest/dg/invocation-async-error-handling.html,
+https://docs.aws.amazon.com/lambda/latest/dg/invocation-async-configuring.html):
+
+* a function error (``InvocationError``: the handler raised, timed out, or its runtime exited) is
+  retried ``MaximumRetryAttempts`` times, from the function's event invoke configuration
+  (GetFunctionEventInvokeConfig; Lambda's default 2 when there is none), so an event is run at most
+  three times. Lambda waits about one minute before the first retry and two before the second;
+  **locally the waits are ``RETRY_DELAYS_SECONDS`` (1 s and 2 s)**, a deliberate difference: the order
+  and the count are Lambda's, the time is compressed so that a demo or a test sees the outcome at once
+  (``LambdaInvokeRoute.retry_delays`` overrides the module constant);
+* an event older than the configuration's ``MaximumEventAgeInSeconds`` (measured from the Invoke) is not
+  run again. With the compressed waits an event never gets that old locally (Lambda's minimum is 60 s);
+* once the last attempt failed or the event expired, the event goes to the function's dead-letter queue
+  (GetFunctionConfiguration's ``DeadLetterConfig.TargetArn``): to an SQS queue with SendMessage, to an
+  SNS topic with Publish, the body being the event as it was invoked and the message attributes
+  ``RequestID`` (String), ``ErrorCode`` (Number, the HTTP status of the invocation: 200 for a function
+  error) and ``ErrorMessage`` (String, the first 1 KB of the error message), as listed under
+  "Dead-letter queue message attributes" in
+  https://docs.aws.amazon.com/lambda/latest/dg/invocation-async-retain-records.html#invocation-dlq;
+* and, when the event invoke configuration has an on-failure destination
+  (``DestinationConfig.OnFailure.Destination``) that is an SQS queue or an SNS topic, an invocation
+  record goes there too (``version``, ``timestamp``, ``requestContext`` with ``requestId``,
+  ``functionArn``, ``condition`` ``RetriesExhausted`` / ``EventAgeExceeded`` and
+  ``approximateInvokeCount``, ``requestPayload``, ``responseContext``, ``responsePayload``: "Example
+  invocation record" on the same page). Without either target the event is dropped, as Lambda drops it.
+
+What is logged of an asynchronous invocation is the function's name, the attempt, the request ID and
+the error's *type*: never the event or the handler's error message, which may hold CTR data (PHI).
+The dead-letter message and the destination record do hold them, as Lambda's do (the template's
+queues are KMS-encrypted).
+
+On ``close()``, an attempt that is running is waited for (up to 30 s, as before) and, if it was the
+last, its event is dead-lettered; a retry that is still waiting is abandoned at once: the event is
+neither run again nor dead-lettered (logged with its request ID), so the server stops in seconds.
+
+Not emulated: on-success destinations; on-failure destinations that are a Lambda function, an
+EventBridge bus or an S3 bucket (logged and skipped); Lambda's internal queue (each Event invocation
+runs in a thread of its own at once, serialised per function by its warm worker), throttling and
+its 6-hour retries of system errors; the request ID seen by the function (``context.aws_request_id``
+is the worker's own, one per attempt, not the Invoke's); versions and aliases (the ``$LATEST``
+configuration is used).
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import logging
 import re
 import tempfile
 import threading
+import time
 import urllib.parse
-from collections.abc import Callable, Iterable
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.config import Config
 
 from firehose.runtime.lambda_invoker import MAX_PAYLOAD_BYTES, InvocationError, LambdaFunction, LocalLambda
 
 if TYPE_CHECKING:
     from mypy_boto3_lambda import LambdaClient
 
+logger = logging.getLogger(__name__)
+
 INVOKE_PATH = re.compile(r"^/2015-03-31/functions/(?P<function>[^/]+)/invocations/?$")
 LOG_TAIL_BYTES = 4096
+# Lambda waits about 1 minute before the first retry of a failed asynchronous invocation and 2 minutes
+# before the second. Locally 1 s and 2 s: a deliberate difference (same order and count, compressed).
+RETRY_DELAYS_SECONDS: tuple[float, ...] = (1.0, 2.0)
+DEFAULT_MAXIMUM_RETRY_ATTEMPTS = 2  # Lambda's, when the function has no event invoke configuration
+ERROR_MESSAGE_BYTES = 1024  # a dead-letter message's ErrorMessage: the first 1 KB of the error message
+FUNCTION_ERROR_STATUS = 200  # the Invoke's HTTP status when the function failed: a DLQ's ErrorCode
+CLOSE_JOIN_SECONDS = 30.0
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 
@@ -44,13 +105,23 @@ class LambdaInvokeRoute:
     """WSGI route for Lambda ``Invoke``; ``matches`` says which requests are its own."""
 
     def __init__(
-        self, client: Callable[[], LambdaClient], aws_environment: Callable[[], dict[str, str]]
+        self,
+        client: Callable[[], LambdaClient],
+        aws_environment: Callable[[], dict[str, str]],
+        *,
+        retry_delays: Sequence[float] | None = None,
     ) -> None:
         self._client = client
         self._aws_environment = aws_environment
         self._functions: dict[str, LocalLambda] = {}
         self._lock = threading.Lock()
         self._background: set[threading.Thread] = set()
+        self._closing = threading.Event()
+        # The waits before the retries of a failed Event invocation; None: RETRY_DELAYS_SECONDS, read
+        # when a retry waits (tests shorten either).
+        self.retry_delays: tuple[float, ...] | None = (
+            tuple(retry_delays) if retry_delays is not None else None
+        )
         self.log_dir = Path(tempfile.mkdtemp(prefix="ctr-billing-lambda-logs-"))
 
     @staticmethod
@@ -108,11 +179,24 @@ class LambdaInvokeRoute:
             start_response("204 No Content", [("Content-Length", "0")])
             return [b""]
         if invocation_type == "Event":
-            thread = threading.Thread(target=self._run_event, args=(local, event), daemon=True)
+            invocation = _AsyncInvocation(
+                request_id=str(uuid.uuid4()),
+                event=event,
+                body=payload.decode("utf-8", "replace") if payload.strip() else "{}",
+                received=time.monotonic(),
+            )
+            thread = threading.Thread(
+                target=self._run_event,
+                args=(local, invocation),
+                name=f"lambda-event-{local.function.name}",
+                daemon=True,
+            )
             with self._lock:
                 self._background.add(thread)
             thread.start()
-            start_response("202 Accepted", [("Content-Length", "0")])
+            start_response(
+                "202 Accepted", [("Content-Length", "0"), ("x-amzn-RequestId", invocation.request_id)]
+            )
             return [b""]
         if invocation_type != "RequestResponse":
             return _error(start_response, 400, "InvalidParameterValueException", "Unsupported InvocationType")
@@ -134,23 +218,247 @@ class LambdaInvokeRoute:
         start_response("200 OK", headers)
         return [body]
 
-    def _run_event(self, local: LocalLambda, event: Any) -> None:
+    def _run_event(self, local: LocalLambda, invocation: _AsyncInvocation) -> None:
+        name = local.function.name
         try:
-            local.invoke(event)
-        except InvocationError:
-            pass  # Lambda would retry twice, then drop it or send it to the dead-letter target
+            self._run_attempts(local, invocation)
+        except Exception as error:  # the server outlives anything a background invocation meets
+            logger.warning(
+                "Lambda %s: asynchronous invocation %s ended with an error of the embedded AWS (%s)",
+                name,
+                invocation.request_id,
+                type(error).__name__,
+            )
         finally:
             with self._lock:
                 self._background.discard(threading.current_thread())
 
+    def _retry_delay(self, retry: int) -> float:
+        delays = self.retry_delays if self.retry_delays is not None else RETRY_DELAYS_SECONDS
+        return delays[min(retry, len(delays)) - 1] if delays else 0.0
+
+    def _run_attempts(self, local: LocalLambda, invocation: _AsyncInvocation) -> None:
+        """Run the event until it succeeds, its retries are spent or it expires; then dead-letter it."""
+        name, arn = local.function.name, local.function.arn
+        settings = self._event_invoke_config(arn)
+        retries = int(settings.get("MaximumRetryAttempts", DEFAULT_MAXIMUM_RETRY_ATTEMPTS))
+        maximum_age = settings.get("MaximumEventAgeInSeconds")
+        attempts = 1 + max(0, retries)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                local.invoke(invocation.event)
+                if attempt > 1:
+                    logger.info(
+                        "Lambda %s: asynchronous invocation %s succeeded on attempt %d",
+                        name,
+                        invocation.request_id,
+                        attempt,
+                    )
+                return
+            except InvocationError as error:
+                failure = error
+            if attempt >= attempts:
+                condition = "RetriesExhausted"
+                break
+            delay = self._retry_delay(attempt)
+            logger.warning(
+                "Lambda %s: asynchronous invocation %s, attempt %d of %d failed (%s); retrying in %g s",
+                name,
+                invocation.request_id,
+                attempt,
+                attempts,
+                _error_type(failure),
+                delay,
+            )
+            if self._closing.wait(delay):
+                logger.warning(
+                    "Lambda %s: asynchronous invocation %s abandoned on shutdown after %d attempt(s); "
+                    "not dead-lettered",
+                    name,
+                    invocation.request_id,
+                    attempt,
+                )
+                return
+            if maximum_age is not None and time.monotonic() - invocation.received > float(maximum_age):
+                condition = "EventAgeExceeded"
+                break
+            refreshed = self.function(arn)  # its configuration may have changed meanwhile
+            if refreshed is None:
+                logger.warning(
+                    "Lambda %s: asynchronous invocation %s dropped: the function no longer exists",
+                    name,
+                    invocation.request_id,
+                )
+                return
+            local = refreshed
+        logger.warning(
+            "Lambda %s: asynchronous invocation %s failed (%s) after %d attempt(s) (%s)",
+            name,
+            invocation.request_id,
+            _error_type(failure),
+            attempt,
+            condition,
+        )
+        self._dispose(local.function, invocation, failure, attempt, condition)
+
+    def _event_invoke_config(self, function_arn: str) -> Mapping[str, Any]:
+        try:
+            return self._client().get_function_event_invoke_config(FunctionName=function_arn)
+        except Exception as error:
+            if type(error).__name__ == "ResourceNotFoundException":  # none: Lambda's defaults
+                return {}
+            raise
+
+    def _dispose(
+        self,
+        function: LambdaFunction,
+        invocation: _AsyncInvocation,
+        error: InvocationError,
+        attempts: int,
+        condition: str,
+    ) -> None:
+        """Send the failed event to the function's dead-letter queue and its on-failure destination."""
+        configuration = self._client().get_function_configuration(FunctionName=function.arn)
+        dead_letter = (configuration.get("DeadLetterConfig") or {}).get("TargetArn") or ""
+        settings = self._event_invoke_config(function.arn)
+        on_failure = ((settings.get("DestinationConfig") or {}).get("OnFailure") or {}).get(
+            "Destination"
+        ) or ""
+        if not dead_letter and not on_failure:
+            logger.warning(
+                "Lambda %s: asynchronous invocation %s dropped (no dead-letter queue, no on-failure "
+                "destination)",
+                function.name,
+                invocation.request_id,
+            )
+            return
+        message = _error_message(error)
+        if dead_letter:
+            attributes = {
+                "RequestID": {"DataType": "String", "StringValue": invocation.request_id},
+                "ErrorCode": {"DataType": "Number", "StringValue": str(FUNCTION_ERROR_STATUS)},
+                "ErrorMessage": {
+                    "DataType": "String",
+                    "StringValue": message.encode()[:ERROR_MESSAGE_BYTES].decode("utf-8", "ignore") or "-",
+                },
+            }
+            self._send(function, invocation, "dead-letter queue", dead_letter, invocation.body, attributes)
+        if on_failure:
+            record = {
+                "version": "1.0",
+                "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                "requestContext": {
+                    "requestId": invocation.request_id,
+                    "functionArn": f"{function.arn}:$LATEST",
+                    "condition": condition,
+                    "approximateInvokeCount": attempts,
+                },
+                "requestPayload": invocation.event,
+                "responseContext": {
+                    "statusCode": FUNCTION_ERROR_STATUS,
+                    "executedVersion": "$LATEST",
+                    "functionError": "Unhandled",
+                },
+                "responsePayload": {"errorMessage": message, "errorType": _error_type(error)},
+            }
+            self._send(function, invocation, "on-failure destination", on_failure, json.dumps(record), {})
+
+    def _send(
+        self,
+        function: LambdaFunction,
+        invocation: _AsyncInvocation,
+        role: str,
+        target: str,
+        body: str,
+        attributes: dict[str, Any],
+    ) -> None:
+        """SendMessage to an SQS queue or Publish to an SNS topic; any other target is logged, skipped."""
+        parts = target.split(":", 5)
+        service = parts[2] if len(parts) == 6 else ""
+        if service not in ("sqs", "sns"):
+            logger.warning(
+                "Lambda %s: %s %s is not emulated (SQS queues and SNS topics are); invocation %s not sent",
+                function.name,
+                role,
+                target,
+                invocation.request_id,
+            )
+            return
+        try:
+            client = self._target_client(service, parts[3])
+            if service == "sqs":
+                url = client.get_queue_url(QueueName=parts[5], QueueOwnerAWSAccountId=parts[4])["QueueUrl"]
+                options: dict[str, Any] = {"QueueUrl": url, "MessageBody": body}
+                if attributes:
+                    options["MessageAttributes"] = attributes
+                client.send_message(**options)
+            else:
+                options = {"TopicArn": target, "Message": body}
+                if attributes:
+                    options["MessageAttributes"] = attributes
+                client.publish(**options)
+        except Exception as error:  # Lambda deletes the event then (its DeadLetterErrors metric)
+            logger.warning(
+                "Lambda %s: asynchronous invocation %s could not be sent to its %s %s (%s); dropped",
+                function.name,
+                invocation.request_id,
+                role,
+                target,
+                type(error).__name__,
+            )
+            return
+        logger.warning(
+            "Lambda %s: asynchronous invocation %s sent to its %s %s",
+            function.name,
+            invocation.request_id,
+            role,
+            target,
+        )
+
+    def _target_client(self, service: str, region: str) -> Any:
+        # A session of its own: boto3's default session is not safe to create clients from in threads.
+        environment = self._aws_environment()
+        session = boto3.session.Session(
+            aws_access_key_id=environment["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=environment["AWS_SECRET_ACCESS_KEY"],
+            region_name=region or environment["AWS_REGION"],
+        )
+        config = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=30)
+        return session.client(service, endpoint_url=environment["AWS_ENDPOINT_URL"], config=config)  # type: ignore[call-overload]
+
     def close(self) -> None:
+        """Stop: retries still waiting are abandoned at once; running attempts are waited for (up to
+        ``CLOSE_JOIN_SECONDS`` each); then every warm execution environment ends."""
+        self._closing.set()
         with self._lock:
-            functions, self._functions = list(self._functions.values()), {}
             background = list(self._background)
         for thread in background:
-            thread.join(timeout=30)
+            thread.join(timeout=CLOSE_JOIN_SECONDS)
+        with self._lock:
+            functions, self._functions = list(self._functions.values()), {}
         for local in functions:
             local.close()
+
+
+@dataclass(frozen=True, slots=True)
+class _AsyncInvocation:
+    """An accepted ``Event`` invocation: its request ID, the event, and the payload as it was sent."""
+
+    request_id: str
+    event: Any
+    body: str
+    received: float  # time.monotonic() at the Invoke
+
+
+def _error_type(error: InvocationError) -> str:
+    return error.error_type or "Runtime.ExitError"
+
+
+def _error_message(error: InvocationError) -> str:
+    """What Lambda reports as the error message (for the dead-letter queue; never logged)."""
+    return (error.handler_message if error.error_type else error.message) or _error_type(error)
 
 
 def _log_size(local: LocalLambda) -> int:

@@ -714,29 +714,90 @@ def _create_function(
     function = _create_function_from_cloudformation(
         cls, resource_name, cloudformation_json, account_id, region_name, **kwargs
     )
-    architectures = (cloudformation_json.get("Properties") or {}).get("Architectures")
-    if architectures:
-        function.architectures = list(architectures)
+    properties = cloudformation_json.get("Properties") or {}
+    if properties.get("Architectures"):
+        function.architectures = list(properties["Architectures"])
+    function.dead_letter_config = _dead_letter_config(properties.get("DeadLetterConfig"))  # type: ignore[attr-defined]
     return function
 
 
 @_fix(
-    "lambda-architectures-from-template",
+    "lambda-template-properties",
     "fix",
     replaces=(
         Target(MotoLambdaFunction, "create_from_cloudformation_json", ("c7f570872bf2", "2e5aaa1ceb01")),
     ),
 )
-def _lambda_architectures() -> None:
-    """moto's CloudFormation creates every Lambda function as ``x86_64``, whatever the template says.
+def _lambda_template_properties() -> None:
+    """moto's CloudFormation creates every Lambda function as ``x86_64`` and without its dead-letter
+    target, whatever the template says.
 
     ``LambdaFunction.create_from_cloudformation_json`` copies a fixed list of optional properties
-    (description, memory, timeout, environment, ...) into the function's spec; ``Architectures`` is not
-    among them, so GetFunction / ListFunctions report moto's default ``x86_64`` for the template's
-    ``arm64`` functions. The function is created by moto's own code, then given the template's
-    architectures through the model's validating setter.
+    (description, memory, timeout, environment, ...) into the function's spec; ``Architectures`` and
+    ``DeadLetterConfig`` are not among them, so GetFunction / ListFunctions report moto's default
+    ``x86_64`` for the template's ``arm64`` functions, and the settlement export's failed asynchronous
+    invocations had no dead-letter queue to go to. The function is created by moto's own code, then given
+    the template's architectures (through the model's validating setter) and dead-letter target (kept as
+    ``lambda-dead-letter-config`` keeps it for the API).
     """
     MotoLambdaFunction.create_from_cloudformation_json = classmethod(_create_function)  # type: ignore[method-assign,assignment,arg-type]
+
+
+def _dead_letter_config(value: Any) -> dict[str, str] | None:
+    """A ``DeadLetterConfig`` as Lambda keeps it: ``{"TargetArn": ...}``, or None (an empty one clears it)."""
+    target = value.get("TargetArn") if isinstance(value, dict) else None
+    return {"TargetArn": str(target)} if target else None
+
+
+_function_init = MotoLambdaFunction.__init__
+_function_configuration = MotoLambdaFunction.get_configuration
+_function_update = MotoLambdaFunction.update_configuration
+
+
+def _init_with_dead_letter(
+    self: MotoLambdaFunction, account_id: str, spec: dict[str, Any], *args: Any, **kwargs: Any
+) -> None:
+    _function_init(self, account_id, spec, *args, **kwargs)
+    self.dead_letter_config = _dead_letter_config(spec.get("DeadLetterConfig"))  # type: ignore[attr-defined]
+
+
+def _configuration_with_dead_letter(self: MotoLambdaFunction, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    configuration = _function_configuration(self, *args, **kwargs)
+    dead_letter = getattr(self, "dead_letter_config", None)
+    if dead_letter:
+        configuration["DeadLetterConfig"] = dict(dead_letter)
+    return configuration
+
+
+def _update_with_dead_letter(self: MotoLambdaFunction, config_updates: dict[str, Any]) -> dict[str, Any]:
+    if "DeadLetterConfig" in config_updates:
+        self.dead_letter_config = _dead_letter_config(config_updates["DeadLetterConfig"])  # type: ignore[attr-defined]
+    return _function_update(self, config_updates)
+
+
+@_fix(
+    "lambda-dead-letter-config",
+    "fix",
+    replaces=(
+        Target(MotoLambdaFunction, "__init__", ("b43006f8274e", "94f0f96ffbd7", "8aa90a7ec756")),
+        Target(MotoLambdaFunction, "get_configuration", ("a1da526bae4f", "e1e6544fc8af")),
+        Target(MotoLambdaFunction, "update_configuration", ("6c48f1844b6c",)),
+    ),
+)
+def _lambda_dead_letter_config() -> None:
+    """moto drops a function's ``DeadLetterConfig``: CreateFunction and UpdateFunctionConfiguration
+    accept it, GetFunctionConfiguration never answers it.
+
+    ``LambdaFunction.__init__`` keeps a fixed set of the spec's fields and ``get_configuration`` answers
+    those; ``DeadLetterConfig`` is not among them. Lambda answers it, and the embedded AWS's
+    asynchronous invocations (``firehose.local_aws.lambda_api``) read it to send an event whose
+    attempts all failed to the function's dead-letter queue or topic. Kept on the function as Lambda
+    keeps it (``{"TargetArn": ...}``; an update with an empty one clears it) and answered beside
+    moto's own fields.
+    """
+    MotoLambdaFunction.__init__ = _init_with_dead_letter  # type: ignore[method-assign]
+    MotoLambdaFunction.get_configuration = _configuration_with_dead_letter  # type: ignore[method-assign]
+    MotoLambdaFunction.update_configuration = _update_with_dead_letter  # type: ignore[method-assign]
 
 
 # --- SQS event source mappings ------------------------------------------------------------------------

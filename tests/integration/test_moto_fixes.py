@@ -541,8 +541,10 @@ def test_every_fix_is_covered_by_a_test_here() -> None:
 # --- Lambda ------------------------------------------------------------------------------------------
 
 
-@covers("lambda-architectures-from-template")
-def test_a_template_s_function_reports_the_template_s_architecture(aws: EmbeddedAws) -> None:
+@covers("lambda-template-properties")
+def test_a_template_s_function_reports_the_template_s_architecture_and_dead_letter_target(
+    aws: EmbeddedAws,
+) -> None:
     # GIVEN a template declaring an arm64 function (the project's functions all are)
     name = f"arch-{uuid.uuid4().hex[:8]}"
     role = {
@@ -567,6 +569,7 @@ def test_a_template_s_function_reports_the_template_s_architecture(aws: Embedded
             "Runtime": "python3.12",
             "Handler": "index.handler",
             "Architectures": ["arm64"],
+            "DeadLetterConfig": {"TargetArn": f"arn:aws:sqs:us-east-1:{ACCOUNT_ID}:{name}-dead-letters"},
             "Role": {"Fn::GetAtt": ["Role", "Arn"]},
             "Code": {"ZipFile": "def handler(event, context):\n    return event\n"},
         },
@@ -577,8 +580,36 @@ def test_a_template_s_function_reports_the_template_s_architecture(aws: Embedded
     aws.client("cloudformation").create_stack(StackName=name, TemplateBody=json.dumps(template))
     configuration = aws.client("lambda").get_function_configuration(FunctionName=name)
 
-    # THEN it is arm64, as the template says (moto's default is x86_64)
+    # THEN it is arm64 with its dead-letter queue, as the template says (moto's: x86_64, none)
     assert configuration["Architectures"] == ["arm64"]
+    assert configuration["DeadLetterConfig"] == {
+        "TargetArn": f"arn:aws:sqs:us-east-1:{ACCOUNT_ID}:{name}-dead-letters"
+    }
+
+
+@covers("lambda-dead-letter-config")
+def test_a_function_s_dead_letter_target_is_kept_answered_and_cleared(
+    aws: EmbeddedAws, tmp_path: Path
+) -> None:
+    # GIVEN a function created with a dead-letter queue through the Lambda API
+    name = f"fixes-dlq-{uuid.uuid4().hex[:8]}"
+    awslambda = aws.client("lambda")
+    target = f"arn:aws:sqs:us-east-1:{ACCOUNT_ID}:{name}"
+    awslambda.create_function(
+        FunctionName=name,
+        Runtime="python3.12",
+        Role=lambda_role(aws.client("iam"), name),
+        Handler="index.handler",
+        Code={"ZipFile": handler_zip(tmp_path)},
+        DeadLetterConfig={"TargetArn": target},
+    )
+    # WHEN its configuration is read, then the target cleared with an empty one
+    created = awslambda.get_function_configuration(FunctionName=name)
+    awslambda.update_function_configuration(FunctionName=name, DeadLetterConfig={"TargetArn": ""})
+    cleared = awslambda.get_function_configuration(FunctionName=name)
+    # THEN it is answered as Lambda answers it, and gone once cleared (moto: never answered)
+    assert created["DeadLetterConfig"] == {"TargetArn": target}
+    assert "DeadLetterConfig" not in cleared
 
 
 # --- SQS event source mappings -----------------------------------------------------------------------

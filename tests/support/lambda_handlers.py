@@ -97,3 +97,26 @@ def sqs_handler(event: dict[str, Any], context: Any) -> Any:
         if record["body"] == "bad-id":
             failures.append({"itemIdentifier": "not-a-message-of-the-batch"})
     return {"batchItemFailures": failures}
+
+
+def _count_attempt() -> int:
+    """Append this attempt (its time) to ATTEMPTS_LOG; the attempt's number, from 1."""
+    log = Path(os.environ["ATTEMPTS_LOG"])
+    with log.open("a", encoding="utf-8") as attempts:
+        attempts.write(f"{time.time()}\n")
+    return len(log.read_text(encoding="utf-8").splitlines())
+
+
+def failing_handler(event: dict[str, Any], context: Any) -> Any:
+    """An asynchronous invocation's function that always fails: counts the attempt in ATTEMPTS_LOG, then
+    raises with a message that carries the event's ``phone`` (as a careless handler's message would)."""
+    attempt = _count_attempt()
+    raise RuntimeError(f"attempt {attempt} failed for {event.get('phone')}")
+
+
+def flaky_handler(event: dict[str, Any], context: Any) -> Any:
+    """Fails its first FAILURES attempts (counted in ATTEMPTS_LOG), then answers ``{"attempt": n}``."""
+    attempt = _count_attempt()
+    if attempt <= int(os.environ.get("FAILURES", "1")):
+        raise RuntimeError(f"attempt {attempt} failed")
+    return {"attempt": attempt}
