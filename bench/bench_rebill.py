@@ -80,10 +80,10 @@ print(json.dumps({"lines": lines_read}))
 # apart, with the peak RSS reached before it.
 _REBILL = """
 import contextlib, io
-import firehose.offline.rebill
+import firehose.offline.rebill.run
 from firehose.cli.main import main
 phases = {}
-settle = firehose.offline.rebill.settle
+settle = firehose.offline.rebill.run.settle
 def timed_settle(*args, **kwargs):
     phases["read_seconds"] = time.perf_counter() - start
     phases["read_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -91,7 +91,7 @@ def timed_settle(*args, **kwargs):
     result = settle(*args, **kwargs)
     phases["settle_seconds"] = time.perf_counter() - began
     return result
-firehose.offline.rebill.settle = timed_settle
+firehose.offline.rebill.run.settle = timed_settle
 output = io.StringIO()
 with contextlib.redirect_stdout(output):
     status = main(["rebill", "--date", sys.argv[2], "--raw", sys.argv[1], "--to", sys.argv[3], "--json", *sys.argv[4:]])

@@ -1,7 +1,7 @@
 """``ctr-billing rebill``: recompute a billing day from the raw archive, and what changed since it was settled.
 
-The work is ``firehose.offline.rebill``'s; this module reads the options and the settings (the Lambda's
-environment variables), writes the files and prints what happened.
+The work is ``firehose.offline.rebill``'s (archive, run, corrections); this module reads the options and
+the settings (the Lambda's environment variables), writes the files and prints what happened.
 """
 
 from __future__ import annotations
@@ -19,20 +19,17 @@ from firehose.cli.arguments import billing_day, whole_number
 from firehose.cli.commands.export import destination_at
 from firehose.cli.errors import CommandError
 from firehose.offline.lake import LakeError
-from firehose.offline.rebill import (
-    DEFAULT_WINDOW_DAYS,
+from firehose.offline.rebill.archive import DEFAULT_WINDOW_DAYS, RebillError, open_archive
+from firehose.offline.rebill.corrections import (
     Corrections,
-    Rebilled,
-    RebillError,
     corrections,
     corrections_name,
     is_settled_prefix,
-    open_archive,
     parse_billing_csv,
     read_settled,
-    rebill,
     settled_columns_needed,
 )
+from firehose.offline.rebill.run import Rebilled, rebill
 from firehose.pipeline.progress import progress_bar
 from transform.core.settings import SettingsError, TransformSettings
 from transform.settlement.export import SettlementDestination, SettlementError, publish

@@ -18,24 +18,17 @@ import pytest
 
 from firehose.cli.main import main
 from firehose.offline.lake import LocalLake
-from firehose.offline.rebill import (
+from firehose.offline.rebill.archive import (
     ArrivalWindow,
-    Correction,
-    LakeWriter,
     LocalArchive,
     RebillError,
-    StreamingEngine,
     arrival_hour,
-    arrow_table,
-    corrections,
-    is_settled_prefix,
-    lake_row,
     list_objects,
     open_archive,
-    rebill,
     select_objects,
-    split,
 )
+from firehose.offline.rebill.corrections import Correction, corrections, is_settled_prefix
+from firehose.offline.rebill.run import LakeWriter, StreamingEngine, arrow_table, lake_row, rebill, split
 from firehose.runtime.parquet import ParquetConverter
 from lookup.directory import DirectoryEntry
 from tests.support.ctr_factory import billable_ctr, voicemail_ctr
@@ -294,7 +287,7 @@ def test_the_directory_stage_fills_extensions_on_chunks_of_billable_contacts(
         chunks.append(len(contacts))
         DirectoryEnrichment(Directory())(contacts)
 
-    monkeypatch.setattr("firehose.offline.rebill.batch_stages", lambda settings: (stage,))
+    monkeypatch.setattr("firehose.offline.rebill.run.batch_stages", lambda settings: (stage,))
     settings = settings_for(DIRECTORY_TABLE="providers", CSV_COLUMNS="contact_id,provider_extension")
     # WHEN the day is rebilled
     result = rebill(open_archive(str(raw)), date(2026, 11, 2), settings, NOW, jobs=1)

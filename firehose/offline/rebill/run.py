@@ -1,59 +1,35 @@
-"""Re-billing from the raw archive (DESIGN §7): what a day should have billed under today's rules.
-
-The raw archive is the record of truth: GZIP JSON lines under ``ctr/YYYY/MM/DD/HH/``, where the path is
-the UTC hour the object's records *arrived* (Firehose's ``!{timestamp:…}``), not when the contacts
-happened. ``rebill`` reads the objects that arrived from the day before the billing day through
-``window_days`` days after it (a republished version arrives after its contact), and then follows the
-stream's own path with the stream's own code:
-
-* each line goes through the Lambda's core, ``parse_document`` and ``classify``; a bad line costs that
-  line (counted), never the run, as in ``firehose.offline.transform``;
-* billable contacts go, in chunks, through the Lambda's batch stages (directory enrichment when
-  ``DIRECTORY_TABLE`` is set; never the ledger, which would claim contacts);
-* each contact becomes the JSON row the lake delivery stream receives (``json_row_dict``), written as
-  Parquet with the lake's schema into a temporary lake, partitioned by ``partition_keys``;
-* that lake is settled by the export itself (``transform.settlement.export.settle`` over the lake as
-  ``LocalLake`` builds it), so the version ranking, the billing-day window and the CSV rendering are the
-  export's, not a second copy.
-
-Only the rows of the UTC days the billing day touches are written (``SettlementWindow.partition_days``):
-the export ranks every version in those partitions before it keeps the day's, and so does this.
-
-``corrections`` compares a rebilled file with the settled one, contact by contact and column by column.
-
-Objects are streamed line by line and rows leave memory in row groups, so memory does not grow with the
-archive; what grows with the billing day's size is the settlement itself (DuckDB's ranking and the day's
-CSV), as in the export. A process pool spreads runs of objects over cores; every run writes Parquet files
-of its own and the settlement orders rows totally, so the result does not depend on the pool.
-
-Messages name objects, line numbers and problem codes, never record content (PHI). The temporary lake
-holds billing rows (PHI) on local disk while the run lasts, as the export's S3 mirror does.
+"""One rebill: each line of the window's objects through the Lambda's core and batch stages into a
+temporary lake (Parquet with the lake's schema), spread over a process pool, then settled by the export.
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
 import gzip
-import io
 import multiprocessing
 import os
-import re
 import tempfile
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-from firehose.cli.errors import CommandError
-from firehose.offline.lake import LakeError, LocalLake, S3Location, s3_client
+from firehose.offline.lake import LocalLake
+from firehose.offline.rebill.archive import (
+    DEFAULT_WINDOW_DAYS,
+    ArchiveObject,
+    ArrivalWindow,
+    RawArchive,
+    RebillError,
+    list_objects,
+)
 from transform.core.batch import BatchStage, PendingContact, RecordDecodeError, parse_document
-from transform.core.columns import COLUMNS_BY_NAME, LAKE_TABLE, Column, ColumnType
-from transform.core.rows import csv_text_cell, json_row_dict, partition_keys
+from transform.core.columns import LAKE_TABLE
+from transform.core.rows import json_row_dict, partition_keys
 from transform.core.rules import (
     BillableContact,
     InvalidContact,
@@ -67,219 +43,19 @@ from transform.settlement.export import Settlement, SettlementWindow, settle
 
 if TYPE_CHECKING:
     import pyarrow as pa
-    from mypy_boto3_s3 import S3Client
 
-DEFAULT_WINDOW_DAYS = 3
-# The raw delivery stream's data prefix (DESIGN §6); its error output lives beside it under errors/.
-RAW_DATA_PREFIX = "ctr/"
+
 # Billable contacts per run of the batch stages: about a Firehose batch, so the directory is read with
 # the same number of BatchGetItem calls as the Lambda makes.
 STAGE_CHUNK = 500
 # Rows per Parquet row group: bounds the rows held in memory per partition of an object.
 ROW_GROUP = 16_384
 MAX_REPORTED_FAILURES = 20
-CORRECTIONS_HEADER = ("contact_id", "change", "column", "settled", "rebilled")
-CONTACT_ID = "contact_id"
-
-# <prefix>YYYY/MM/DD/HH/<object name>: the arrival hour Firehose evaluated into the key.
-_HOUR_KEY = re.compile(r"([0-9]{4})/([0-9]{2})/([0-9]{2})/([0-9]{2})/([^/]+)")
-# The corrections' own columns are plain text (formula-guarded); a settled or rebilled cell keeps its
-# registry column's strict format (a phone number stays as the settled file spells it).
-_PLAIN_TEXT = Column("text", ColumnType.STRING, "")
 _NO_RECORD: Mapping[str, Any] = {}
 # A lake partition: the (year, month, day) of ``transform.core.rows.partition_keys``.
 Partition = tuple[str, str, str]
 # Where a row came from: its object's key and line number.
 Origin = tuple[str, int]
-
-
-class RebillError(CommandError):
-    """The rebill cannot run or cannot finish; the message names objects and settings, never content."""
-
-
-# --- which objects: the arrival window ---------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ArrivalWindow:
-    """The UTC arrival hours of the objects a rebill of ``day`` reads: from the start of the day before
-    through the end of the day ``window_days`` after it (the key's hour is UTC; a billing day in any
-    time zone starts no earlier than 14 hours before its UTC date, so the day before covers it)."""
-
-    day: date
-    window_days: int
-    start: datetime
-    end: datetime  # exclusive
-
-    @classmethod
-    def for_day(cls, day: date, window_days: int = DEFAULT_WINDOW_DAYS) -> ArrivalWindow:
-        if window_days < 0:
-            raise RebillError(f"--window-days must not be negative, got {window_days}")
-        start = datetime.combine(day - timedelta(days=1), time(0), tzinfo=UTC)
-        end = datetime.combine(day + timedelta(days=window_days + 1), time(0), tzinfo=UTC)
-        return cls(day, window_days, start, end)
-
-    @property
-    def days(self) -> list[date]:
-        """The UTC dates of the window, first to last (the key folders ``YYYY/MM/DD/`` to list)."""
-        count = (self.end - self.start).days
-        return [self.start.date() + timedelta(days=offset) for offset in range(count)]
-
-    def __str__(self) -> str:
-        last = self.end - timedelta(hours=1)
-        return f"{self.start:%Y-%m-%d %H}h to {last:%Y-%m-%d %H}h UTC"
-
-
-def arrival_hour(key: str) -> datetime | None:
-    """The arrival hour in a key relative to the data prefix (``YYYY/MM/DD/HH/name``), or None for a key
-    of another shape (or a hidden or partial file, whose name starts with ``.`` or ``_``)."""
-    match = _HOUR_KEY.fullmatch(key)
-    if match is None or match.group(5).startswith((".", "_")):
-        return None
-    year, month, day, hour = (int(match.group(index)) for index in range(1, 5))
-    try:
-        return datetime(year, month, day, hour, tzinfo=UTC)
-    except ValueError:
-        return None
-
-
-@dataclass(frozen=True, slots=True)
-class ArchiveObject:
-    key: str  # relative to the archive's data prefix
-    arrived: datetime
-    size: int
-
-
-def select_objects(listed: Iterable[tuple[str, int]], window: ArrivalWindow) -> list[ArchiveObject]:
-    """The ``(key, size)`` whose arrival hour is in the window, in arrival order (then key order)."""
-    selected = []
-    for key, size in listed:
-        hour = arrival_hour(key)
-        if hour is not None and window.start <= hour < window.end:
-            selected.append(ArchiveObject(key, hour, size))
-    selected.sort(key=lambda item: (item.arrived, item.key))
-    return selected
-
-
-# --- where the objects are: a folder or a bucket ------------------------------------------------------
-
-
-class Readable(Protocol):
-    """A file opened for reading, or an S3 object's streaming body."""
-
-    def read(self, size: int = -1, /) -> bytes: ...
-
-    def seek(self, offset: int, /) -> object: ...
-
-    def close(self) -> None: ...
-
-
-class RawArchive(Protocol):
-    """A raw archive's data prefix. Picklable: worker processes open objects themselves."""
-
-    def list_day(self, day: date) -> list[tuple[str, int]]:
-        """``(key, size)`` of the objects under ``YYYY/MM/DD/`` of the data prefix (keys relative to it)."""
-        ...
-
-    def open(self, key: str) -> Readable:
-        """The object's (compressed) bytes, streamed."""
-        ...
-
-    def location(self, key: str = "") -> str:
-        """Where a key is, for messages."""
-        ...
-
-
-@dataclass(frozen=True, slots=True)
-class LocalArchive:
-    """A folder as a demo leaves it (``DIR/raw`` holding ``ctr/…``) or the data folder itself."""
-
-    root: Path
-
-    def list_day(self, day: date) -> list[tuple[str, int]]:
-        folder = self.root / f"{day:%Y}" / f"{day:%m}" / f"{day:%d}"
-        if not folder.is_dir():
-            return []
-        return [
-            (path.relative_to(self.root).as_posix(), path.stat().st_size)
-            for path in sorted(folder.glob("*/*"))
-            if path.is_file()
-        ]
-
-    def open(self, key: str) -> Readable:
-        return (self.root / key).open("rb")
-
-    def location(self, key: str = "") -> str:
-        return str(self.root / key) if key else str(self.root)
-
-
-class S3Archive:
-    """``s3://bucket[/prefix]``; the raw bucket's ``ctr/`` when no prefix is given. The client is made
-    in the process that uses it (boto3 clients do not cross processes)."""
-
-    def __init__(self, bucket: str, prefix: str, client: S3Client | None = None) -> None:
-        self.bucket = bucket
-        self.prefix = prefix
-        self._client = client
-
-    def __getstate__(self) -> dict[str, str]:
-        return {"bucket": self.bucket, "prefix": self.prefix}
-
-    def __setstate__(self, state: dict[str, str]) -> None:
-        self.__init__(state["bucket"], state["prefix"])  # type: ignore[misc]
-
-    @property
-    def client(self) -> S3Client:
-        if self._client is None:
-            self._client = s3_client()
-        return self._client
-
-    def list_day(self, day: date) -> list[tuple[str, int]]:
-        listed: list[tuple[str, int]] = []
-        day_prefix = f"{self.prefix}{day:%Y/%m/%d}/"
-        for page in self.client.get_paginator("list_objects_v2").paginate(
-            Bucket=self.bucket, Prefix=day_prefix
-        ):
-            listed.extend(
-                (item["Key"][len(self.prefix) :], item.get("Size", 0)) for item in page.get("Contents", [])
-            )
-        return listed
-
-    def open(self, key: str) -> Readable:
-        body: Readable = self.client.get_object(Bucket=self.bucket, Key=self.prefix + key)["Body"]
-        return body
-
-    def location(self, key: str = "") -> str:
-        return f"s3://{self.bucket}/{self.prefix}{key}"
-
-
-def open_archive(raw: str) -> RawArchive:
-    """``--raw``: a folder (``DIR/raw`` or its ``ctr/``) or ``s3://BUCKET[/prefix/]``."""
-    if raw.startswith("s3://"):
-        try:
-            location = S3Location.parse(raw)
-        except LakeError as error:
-            raise RebillError(str(error)) from None
-        return S3Archive(location.bucket, location.prefix or RAW_DATA_PREFIX)
-    path = Path(raw)
-    if not path.is_dir():
-        raise RebillError(f"no raw-archive folder at {path}: pass --raw DIR|s3://BUCKET[/ctr/]")
-    data = path / RAW_DATA_PREFIX.rstrip("/")
-    return LocalArchive(data if data.is_dir() else path)
-
-
-def list_objects(archive: RawArchive, window: ArrivalWindow) -> list[ArchiveObject]:
-    """The archive's objects that arrived in the window; refuses an empty selection (a wrong path or
-    date would otherwise settle an empty day)."""
-    listed = [item for day in window.days for item in archive.list_day(day)]
-    selected = select_objects(listed, window)
-    if not selected:
-        raise RebillError(
-            f"no raw-archive objects arrived from {window} under {archive.location()} "
-            f"(keys YYYY/MM/DD/HH/<name>); check --raw, --date and --window-days"
-        )
-    return selected
-
 
 # --- one object: lines -> core -> lake rows ----------------------------------------------------------
 
@@ -714,156 +490,3 @@ def _run_tasks(tasks: list[ObjectTask], settings: TransformSettings, workers: in
     finally:
         # After a failure the tasks not yet started are dropped rather than run for nothing.
         pool.shutdown(wait=True, cancel_futures=True)
-
-
-# --- corrections: rebilled vs settled -----------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Correction:
-    contact_id: str
-    change: str  # added | removed | changed
-    column: str = ""
-    settled: str = ""
-    rebilled: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Corrections:
-    lines: tuple[Correction, ...]
-    added: int
-    removed: int
-    changed: int
-
-    @property
-    def csv(self) -> bytes:
-        """``corrections-DATE.csv``: header, then one line per correction, cells quoted and
-        formula-guarded as the settled file's (a cell keeps its own column's strict format)."""
-        contact_column = COLUMNS_BY_NAME[CONTACT_ID]
-        out = [",".join(CORRECTIONS_HEADER) + "\n"]
-        for line in self.lines:
-            value_column = COLUMNS_BY_NAME.get(line.column, _PLAIN_TEXT)
-            cells = (
-                csv_text_cell(line.contact_id, contact_column),
-                csv_text_cell(line.change, _PLAIN_TEXT),
-                csv_text_cell(line.column, _PLAIN_TEXT),
-                csv_text_cell(line.settled, value_column),
-                csv_text_cell(line.rebilled, value_column),
-            )
-            out.append(",".join(cells) + "\n")
-        return "".join(out).encode()
-
-    def as_dict(self) -> dict[str, int]:
-        return {
-            "added": self.added,
-            "removed": self.removed,
-            "changed": self.changed,
-            "lines": len(self.lines),
-        }
-
-
-def corrections_name(day: date) -> str:
-    return f"corrections-{day.isoformat()}.csv"
-
-
-def parse_billing_csv(body: bytes, what: str) -> tuple[list[str], dict[str, list[dict[str, str]]]]:
-    """A settlement file's header and its rows (cell text as the file holds it, quoting undone) by
-    contact_id, in file order."""
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        raise RebillError(f"the {what} file is not UTF-8") from None
-    # newline="": a CR inside a quoted cell is cell text, not a line end.
-    reader = csv.reader(io.StringIO(text, newline=""))
-    header = next(reader, None)
-    if header is None:
-        raise RebillError(f"the {what} file is empty: it has no header line")
-    if CONTACT_ID not in header:
-        raise RebillError(
-            f"the {what} file has no {CONTACT_ID} column (its columns: {', '.join(header)}); "
-            "rows are matched by contact_id"
-        )
-    by_contact: dict[str, list[dict[str, str]]] = {}
-    for cells in reader:
-        if len(cells) != len(header):
-            raise RebillError(
-                f"the {what} file's line {reader.line_num} has {len(cells)} cells, its header {len(header)}"
-            )
-        row = dict(zip(header, cells, strict=True))
-        by_contact.setdefault(row[CONTACT_ID], []).append(row)
-    return header, by_contact
-
-
-def corrections(settled: bytes, rebilled: bytes) -> Corrections:
-    """What changes from the settled file to the rebilled one, matched by contact_id.
-
-    A contact only in the rebilled file is one ``added`` line, only in the settled file one ``removed``
-    line; a contact in both has one ``changed`` line per column whose cell differs (over the columns of
-    either file: a column one file lacks reads as empty). Lines are ordered by contact_id, then column.
-    """
-    settled_header, settled_rows = parse_billing_csv(settled, "settled")
-    rebilled_header, rebilled_rows = parse_billing_csv(rebilled, "rebilled")
-    columns = sorted(set(settled_header) | set(rebilled_header))
-    lines: list[Correction] = []
-    added: set[str] = set()
-    removed: set[str] = set()
-    changed: set[str] = set()
-    for contact_id in sorted(settled_rows.keys() | rebilled_rows.keys()):
-        before = settled_rows.get(contact_id, [])
-        after = rebilled_rows.get(contact_id, [])
-        # Several rows of one contact (its versions straddle two UTC days) pair up in file order.
-        for index in range(max(len(before), len(after))):
-            if index >= len(before):
-                added.add(contact_id)
-                lines.append(Correction(contact_id, "added"))
-            elif index >= len(after):
-                removed.add(contact_id)
-                lines.append(Correction(contact_id, "removed"))
-            else:
-                old, new = before[index], after[index]
-                for column in columns:
-                    was, now = old.get(column, ""), new.get(column, "")
-                    if was != now:
-                        changed.add(contact_id)
-                        lines.append(Correction(contact_id, "changed", column, was, now))
-    lines.sort(key=lambda line: (line.contact_id, line.column))
-    return Corrections(tuple(lines), len(added), len(removed), len(changed))
-
-
-def read_settled(settled: str, day: date) -> tuple[str, bytes]:
-    """``--settled``: a folder or s3:// prefix holding ``billing-DATE.csv`` (or that file itself); its
-    location and bytes."""
-    from transform.settlement.export import csv_name
-
-    name = csv_name(day)
-    if settled.startswith("s3://"):
-        try:
-            location = S3Location.parse(settled)
-        except LakeError as error:
-            raise RebillError(str(error)) from None
-        key = location.prefix + name
-        client = s3_client()
-        try:
-            body: bytes = client.get_object(Bucket=location.bucket, Key=key)["Body"].read()
-        except client.exceptions.NoSuchKey:
-            raise RebillError(f"no settled file s3://{location.bucket}/{key}") from None
-        return f"s3://{location.bucket}/{key}", body
-    path = Path(settled)
-    target = path if path.is_file() else path / name
-    if not target.is_file():
-        raise RebillError(f"no settled file {name} at {path}")
-    return str(target), target.read_bytes()
-
-
-def is_settled_prefix(to: str) -> bool:
-    """Whether ``--to`` names a ``settled/`` prefix or folder, where only the export writes."""
-    trimmed = to[len("s3://") :] if to.startswith("s3://") else to
-    return trimmed.rstrip("/").replace("\\", "/").rsplit("/", 1)[-1] == "settled"
-
-
-def settled_columns_needed(settings: TransformSettings) -> None:
-    if CONTACT_ID not in settings.csv_columns:
-        raise RebillError(
-            f"--settled matches rows by {CONTACT_ID}, which is not among CSV_COLUMNS "
-            f"({', '.join(settings.csv_columns)}): add it to CSV_COLUMNS, for the export and the rebill alike"
-        )
