@@ -15,7 +15,7 @@ from __future__ import annotations
 import inspect
 import json
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from moto.athena.models import athena_backends
 from moto.cloudformation import parsing as cfn_parsing
@@ -63,9 +63,27 @@ def _configurations(create: Callable[..., Any], properties: Mapping[str, Any]) -
 
 
 class _ModelDefaults:
-    """What every project model shares: created synchronously; an update keeps the resource unless
-    the model says otherwise. A mixin, because moto finds models among the *direct* subclasses of
-    ``CloudFormationModel``."""
+    """What every project model shares: its CloudFormation type, name property and ``Fn::GetAtt``
+    attributes declared as class attributes (moto asks for them through the methods below); created
+    synchronously; an update keeps the resource unless the model says otherwise. A mixin, because moto
+    finds models among the *direct* subclasses of ``CloudFormationModel``."""
+
+    CFN_TYPE: ClassVar[str]
+    # The property that names the resource ("" when the template cannot name it).
+    NAME_PROPERTY: ClassVar[str] = ""
+    ATTRIBUTES: ClassVar[frozenset[str]] = frozenset()
+
+    @classmethod
+    def cloudformation_type(cls) -> str:
+        return cls.CFN_TYPE
+
+    @classmethod
+    def cloudformation_name_type(cls) -> str:
+        return cls.NAME_PROPERTY
+
+    @classmethod
+    def has_cfn_attr(cls, attr: str) -> bool:
+        return attr in cls.ATTRIBUTES
 
     @classmethod
     def update_from_cloudformation_json(
@@ -85,21 +103,13 @@ class _ModelDefaults:
 class FirehoseDeliveryStreamModel(_ModelDefaults, CloudFormationModel):
     """``AWS::KinesisFirehose::DeliveryStream``: created in moto's Firehose backend (Ref = name)."""
 
+    CFN_TYPE = "AWS::KinesisFirehose::DeliveryStream"
+    NAME_PROPERTY = "DeliveryStreamName"
+    ATTRIBUTES = frozenset({"Arn"})
+
     def __init__(self, name: str, arn: str) -> None:
         self.name = name
         self.arn = arn
-
-    @staticmethod
-    def cloudformation_name_type() -> str:
-        return "DeliveryStreamName"
-
-    @staticmethod
-    def cloudformation_type() -> str:
-        return "AWS::KinesisFirehose::DeliveryStream"
-
-    @classmethod
-    def has_cfn_attr(cls, attr: str) -> bool:
-        return attr == "Arn"
 
     @property
     def physical_resource_id(self) -> str:
@@ -159,20 +169,10 @@ class FirehoseDeliveryStreamModel(_ModelDefaults, CloudFormationModel):
 class GlueDatabaseModel(_ModelDefaults, CloudFormationModel):
     """``AWS::Glue::Database`` (Ref = database name)."""
 
+    CFN_TYPE = "AWS::Glue::Database"
+
     def __init__(self, name: str) -> None:
         self.name = name
-
-    @staticmethod
-    def cloudformation_name_type() -> str:
-        return ""
-
-    @staticmethod
-    def cloudformation_type() -> str:
-        return "AWS::Glue::Database"
-
-    @classmethod
-    def has_cfn_attr(cls, attr: str) -> bool:
-        return False
 
     @property
     def physical_resource_id(self) -> str:
@@ -219,21 +219,11 @@ class GlueDatabaseModel(_ModelDefaults, CloudFormationModel):
 class GlueTableModel(_ModelDefaults, CloudFormationModel):
     """``AWS::Glue::Table`` (Ref = table name)."""
 
+    CFN_TYPE = "AWS::Glue::Table"
+
     def __init__(self, database_name: str, name: str) -> None:
         self.database_name = database_name
         self.name = name
-
-    @staticmethod
-    def cloudformation_name_type() -> str:
-        return ""
-
-    @staticmethod
-    def cloudformation_type() -> str:
-        return "AWS::Glue::Table"
-
-    @classmethod
-    def has_cfn_attr(cls, attr: str) -> bool:
-        return False
 
     @property
     def physical_resource_id(self) -> str:
@@ -286,20 +276,11 @@ class AthenaWorkGroupModel(_ModelDefaults, CloudFormationModel):
     """``AWS::Athena::WorkGroup`` (Ref = name). CloudFormation's ``WorkGroupConfiguration`` is the API's
     ``Configuration``."""
 
+    CFN_TYPE = "AWS::Athena::WorkGroup"
+    NAME_PROPERTY = "Name"
+
     def __init__(self, name: str) -> None:
         self.name = name
-
-    @staticmethod
-    def cloudformation_name_type() -> str:
-        return "Name"
-
-    @staticmethod
-    def cloudformation_type() -> str:
-        return "AWS::Athena::WorkGroup"
-
-    @classmethod
-    def has_cfn_attr(cls, attr: str) -> bool:
-        return False
 
     @property
     def physical_resource_id(self) -> str:
@@ -334,20 +315,12 @@ class AthenaWorkGroupModel(_ModelDefaults, CloudFormationModel):
 class AthenaNamedQueryModel(_ModelDefaults, CloudFormationModel):
     """``AWS::Athena::NamedQuery`` (Ref = the named query's id)."""
 
+    CFN_TYPE = "AWS::Athena::NamedQuery"
+    NAME_PROPERTY = "Name"
+    ATTRIBUTES = frozenset({"NamedQueryId"})
+
     def __init__(self, query_id: str) -> None:
         self.query_id = query_id
-
-    @staticmethod
-    def cloudformation_name_type() -> str:
-        return "Name"
-
-    @staticmethod
-    def cloudformation_type() -> str:
-        return "AWS::Athena::NamedQuery"
-
-    @classmethod
-    def has_cfn_attr(cls, attr: str) -> bool:
-        return attr == "NamedQueryId"
 
     @property
     def physical_resource_id(self) -> str:
@@ -388,14 +361,6 @@ class _AttachedPolicy(_ModelDefaults):
     """What the policy types share: no name and no attributes of their own; an update applies the new
     document again (it replaces the old one), and the document may be given as JSON text or a map."""
 
-    @staticmethod
-    def cloudformation_name_type() -> str:
-        return ""
-
-    @classmethod
-    def has_cfn_attr(cls, attr: str) -> bool:
-        return False
-
     @classmethod
     def update_from_cloudformation_json(
         cls,
@@ -418,12 +383,10 @@ class _AttachedPolicy(_ModelDefaults):
 class S3BucketPolicyModel(_AttachedPolicy, CloudFormationModel):
     """``AWS::S3::BucketPolicy``: stored on the bucket (moto ignores policy conditions when enforcing)."""
 
+    CFN_TYPE = "AWS::S3::BucketPolicy"
+
     def __init__(self, bucket: str) -> None:
         self.bucket = bucket
-
-    @staticmethod
-    def cloudformation_type() -> str:
-        return "AWS::S3::BucketPolicy"
 
     @property
     def physical_resource_id(self) -> str:
@@ -461,12 +424,10 @@ def _queue_names(urls: list[Any]) -> list[str]:
 class SqsQueuePolicyModel(_AttachedPolicy, CloudFormationModel):
     """``AWS::SQS::QueuePolicy``: set as each queue's ``Policy`` attribute (``Queues`` are queue URLs)."""
 
+    CFN_TYPE = "AWS::SQS::QueuePolicy"
+
     def __init__(self, queue_names: list[str]) -> None:
         self.queue_names = queue_names
-
-    @staticmethod
-    def cloudformation_type() -> str:
-        return "AWS::SQS::QueuePolicy"
 
     @property
     def physical_resource_id(self) -> str:
