@@ -74,6 +74,29 @@ def created_versions(notification: Mapping[str, Any]) -> Iterator[CreatedVersion
         yield CreatedVersion(bucket, key, str(version_id), created)
 
 
+def archived_versions(client: S3Client, bucket: str, prefix: str) -> Iterator[CreatedVersion]:
+    """Every object version under ``prefix`` (noncurrent ones too), dated by S3's LastModified: what a
+    sweep checks when notifications may have been missed."""
+    for page in client.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=prefix):
+        for version in page.get("Versions", []):
+            yield CreatedVersion(bucket, version["Key"], version["VersionId"], version["LastModified"])
+
+
+def held_until(client: S3Client, version: CreatedVersion) -> datetime | None:
+    """The retain-until date of ``version``'s Object Lock retention, or None if it holds none."""
+    try:
+        retention = client.get_object_retention(
+            Bucket=version.bucket, Key=version.key, VersionId=version.version_id
+        ).get("Retention", {})
+    except client.exceptions.ClientError as error:
+        if error.response.get("Error", {}).get("Code") == "NoSuchObjectLockConfiguration":
+            return None
+        raise
+    if retention.get("Mode") not in LOCK_MODES:
+        return None
+    return retention.get("RetainUntilDate")
+
+
 class ArchiveLock:
     """Gives object versions the policy's retention, unless they already hold as long a one."""
 
@@ -84,7 +107,7 @@ class ArchiveLock:
     def lock(self, version: CreatedVersion) -> bool:
         """Lock ``version``; False when it was already locked at least as long (a redelivered message)."""
         until = self._policy.retain_until(version.created)
-        held = self._held_until(version)
+        held = held_until(self._client, version)
         if held is not None and held >= until:
             return False
         # boto3 sends the Content-MD5 / checksum S3 requires of PutObjectRetention. Extending a
@@ -96,16 +119,3 @@ class ArchiveLock:
             Retention={"Mode": self._policy.mode, "RetainUntilDate": until},
         )
         return True
-
-    def _held_until(self, version: CreatedVersion) -> datetime | None:
-        try:
-            retention = self._client.get_object_retention(
-                Bucket=version.bucket, Key=version.key, VersionId=version.version_id
-            ).get("Retention", {})
-        except self._client.exceptions.ClientError as error:
-            if error.response.get("Error", {}).get("Code") == "NoSuchObjectLockConfiguration":
-                return None
-            raise
-        if retention.get("Mode") not in LOCK_MODES:
-            return None
-        return retention.get("RetainUntilDate")
