@@ -26,7 +26,15 @@ def test_every_subcommand_survives_hostile_files_and_arguments(
     report = Campaign(tmp_path / "sandbox", SEED, aws_env, directory_table).run(seconds)
     with capsys.disabled():
         print("\n" + "\n".join(report_lines(report)))
-    assert set(report.by_command) >= {"transform", "export", "rebill", "query", "directory", "generate"}
+    assert set(report.by_command) >= {
+        "transform",
+        "export",
+        "rebill",
+        "query",
+        "directory",
+        "generate",
+        "lock-archive",
+    }
     assert report.violations == {}, report.summary()
     # AND the devices the campaign names as outputs are still devices: an atomic rename over /dev/null
     # would turn the machine's null device into a file

@@ -160,6 +160,7 @@ class Campaign:
         for folder in (self.inputs, self.out, self.home):
             folder.mkdir(parents=True, exist_ok=True)
         self.report = Report()
+        self.raw_bucket: str | None = None
         self._write_fixed_inputs()
 
     # --- fixed inputs, built once --------------------------------------------------------------
@@ -199,6 +200,20 @@ class Campaign:
         (garbage / "x.parquet").write_bytes(b"PAR1 not really" + os.urandom(64))
         (self.inputs / "badlake" / "settled").mkdir(exist_ok=True)
         (self.inputs / "badlake" / "settled" / "billing-2026-11-02.manifest.json").write_bytes(b'{"rows": ')
+        self.raw_bucket = self._raw_bucket(valid)
+
+    def _raw_bucket(self, valid: bytes) -> str | None:
+        """An Object Lock bucket holding a day's raw objects, for ``lock-archive`` (with a moto server)."""
+        if self.endpoint is None:
+            return None
+        import boto3
+
+        s3 = boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1")
+        bucket = f"fuzz-raw-{self.rng.randrange(16**8):08x}"
+        s3.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+        for hour in ("14", "15"):
+            s3.put_object(Bucket=bucket, Key=f"ctr/2026/11/02/{hour}/ctr-billing-raw-1", Body=valid)
+        return bucket
 
     # --- cases ---------------------------------------------------------------------------------
 
@@ -236,10 +251,10 @@ class Campaign:
     def next_case(self) -> Case:
         rng = self.rng
         command = rng.choices(
-            ["transform", "export", "rebill", "query", "directory", "package", "generate"],
-            weights=[30, 12, 10, 14, 24, 1, 6],
+            ["transform", "export", "rebill", "query", "directory", "package", "generate", "lock-archive"],
+            weights=[30, 12, 10, 14, 24, 1, 6, 4],
         )[0]
-        builder: Callable[[], Case] = getattr(self, f"_case_{command}")
+        builder: Callable[[], Case] = getattr(self, f"_case_{command.replace('-', '_')}")
         return builder()
 
     def _case_transform(self) -> Case:
@@ -314,6 +329,28 @@ class Campaign:
         if rng.random() < 0.3:
             argv += ["--jobs", rng.choice(["1", "2", "0", "-1"])]
         return Case("rebill", argv, (target,))
+
+    def _case_lock_archive(self) -> Case:
+        rng = self.rng
+        bucket = self.raw_bucket or "no-such-bucket"
+        raw = rng.choice(
+            [
+                f"s3://{bucket}",
+                f"s3://{bucket}/ctr/",
+                f"s3://{bucket}/../..",
+                "s3://",
+                "s3:///ctr/",
+                "s3://no-such-bucket-fuzz",
+                str(self.inputs / "raw"),
+                "s3://" + "x" * 300,
+            ]
+        )
+        argv = ["lock-archive", "--date", rng.choice(DATES), "--raw", raw]
+        if rng.random() < 0.3:
+            argv.append("--apply")  # without OBJECT_LOCK_* set: refused, naming them
+        if rng.random() < 0.3:
+            argv.append("--json")
+        return Case("lock-archive", argv)
 
     def _case_query(self) -> Case:
         rng = self.rng
