@@ -41,7 +41,6 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-import boto3
 from botocore.config import Config
 
 from firehose.runtime.lambda_invoker import InvocationError, LocalLambda
@@ -78,17 +77,15 @@ class SqsEventSources:
 
     def __init__(
         self,
-        endpoint: Callable[[], str],
+        client: Callable[..., Any],
         functions: Callable[[str], LocalLambda | None],
         *,
         region: str,
-        credentials: Mapping[str, str],
         interval: float = POLL_INTERVAL_SECONDS,
     ) -> None:
-        self._endpoint = endpoint
+        self._client = client
         self._functions = functions
         self._region = region
-        self._credentials = dict(credentials)
         self._interval = interval
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -106,16 +103,11 @@ class SqsEventSources:
             thread.join(timeout=60)
 
     def _clients(self) -> tuple[LambdaClient, SQSClient]:
-        # A session of its own: boto3's default session is not safe to create clients from in threads.
-        session = boto3.session.Session()
         config = Config(retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=5, read_timeout=60)
-        options: dict[str, Any] = {
-            "endpoint_url": self._endpoint(),
-            "region_name": self._region,
-            "config": config,
-            **self._credentials,
-        }
-        return session.client("lambda", **options), session.client("sqs", **options)
+        return (
+            self._client("lambda", region=self._region, config=config),
+            self._client("sqs", region=self._region, config=config),
+        )
 
     def _run(self) -> None:
         clients: tuple[LambdaClient, SQSClient] | None = None
@@ -153,9 +145,7 @@ class SqsEventSources:
     def _queue_url(self, sqs: SQSClient, arn: str) -> str:
         url = self._queue_urls.get(arn)
         if url is None:
-            _, _, _, _, account, name = arn.split(":", 5)
-            url = sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"]
-            self._queue_urls[arn] = url
+            url = self._queue_urls[arn] = queue_url(sqs, arn)
         return url
 
     def _run_mapping(self, mapping: EventSourceMappingConfigurationTypeDef, sqs: SQSClient) -> bool:
@@ -214,6 +204,13 @@ class SqsEventSources:
         if message.get("MD5OfMessageAttributes"):
             record["md5OfMessageAttributes"] = message["MD5OfMessageAttributes"]
         return record
+
+
+def queue_url(sqs: SQSClient, arn: str) -> str:
+    """The URL of the queue ``arn`` names (``arn:aws:sqs:REGION:ACCOUNT:NAME``)."""
+    _, _, _, _, account, name = arn.split(":", 5)
+    url: str = sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"]
+    return url
 
 
 def _mappings(lambda_client: LambdaClient) -> list[EventSourceMappingConfigurationTypeDef]:

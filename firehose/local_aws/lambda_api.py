@@ -78,9 +78,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import boto3
 from botocore.config import Config
 
+from firehose.local_aws.event_sources import queue_url
 from firehose.runtime.lambda_invoker import MAX_PAYLOAD_BYTES, InvocationError, LambdaFunction, LocalLambda
 
 if TYPE_CHECKING:
@@ -106,7 +106,7 @@ class LambdaInvokeRoute:
 
     def __init__(
         self,
-        client: Callable[[], LambdaClient],
+        client: Callable[..., Any],
         aws_environment: Callable[[], dict[str, str]],
         *,
         retry_delays: Sequence[float] | None = None,
@@ -134,7 +134,7 @@ class LambdaInvokeRoute:
         """The warm execution environment of ``name`` (a name or ARN), started on first use; restarted
         when the function's configuration changed. None if the Lambda API does not know the function."""
         try:
-            resolved = LambdaFunction.resolve(self._client(), name)
+            resolved = LambdaFunction.resolve(self._lambda(), name)
         except Exception as error:
             if type(error).__name__ == "ResourceNotFoundException":
                 return None
@@ -305,7 +305,7 @@ class LambdaInvokeRoute:
 
     def _event_invoke_config(self, function_arn: str) -> Mapping[str, Any]:
         try:
-            return self._client().get_function_event_invoke_config(FunctionName=function_arn)
+            return self._lambda().get_function_event_invoke_config(FunctionName=function_arn)
         except Exception as error:
             if type(error).__name__ == "ResourceNotFoundException":  # none: Lambda's defaults
                 return {}
@@ -320,7 +320,7 @@ class LambdaInvokeRoute:
         condition: str,
     ) -> None:
         """Send the failed event to the function's dead-letter queue and its on-failure destination."""
-        configuration = self._client().get_function_configuration(FunctionName=function.arn)
+        configuration = self._lambda().get_function_configuration(FunctionName=function.arn)
         dead_letter = (configuration.get("DeadLetterConfig") or {}).get("TargetArn") or ""
         settings = self._event_invoke_config(function.arn)
         on_failure = ((settings.get("DestinationConfig") or {}).get("OnFailure") or {}).get(
@@ -389,8 +389,7 @@ class LambdaInvokeRoute:
         try:
             client = self._target_client(service, parts[3])
             if service == "sqs":
-                url = client.get_queue_url(QueueName=parts[5], QueueOwnerAWSAccountId=parts[4])["QueueUrl"]
-                options: dict[str, Any] = {"QueueUrl": url, "MessageBody": body}
+                options: dict[str, Any] = {"QueueUrl": queue_url(client, target), "MessageBody": body}
                 if attributes:
                     options["MessageAttributes"] = attributes
                 client.send_message(**options)
@@ -417,16 +416,15 @@ class LambdaInvokeRoute:
             target,
         )
 
+    def _lambda(self) -> LambdaClient:
+        client: LambdaClient = self._client("lambda")
+        return client
+
     def _target_client(self, service: str, region: str) -> Any:
-        # A session of its own: boto3's default session is not safe to create clients from in threads.
-        environment = self._aws_environment()
-        session = boto3.session.Session(
-            aws_access_key_id=environment["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=environment["AWS_SECRET_ACCESS_KEY"],
-            region_name=region or environment["AWS_REGION"],
-        )
         config = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=30)
-        return session.client(service, endpoint_url=environment["AWS_ENDPOINT_URL"], config=config)  # type: ignore[call-overload]
+        if region:
+            return self._client(service, region=region, config=config)
+        return self._client(service, config=config)
 
     def close(self) -> None:
         """Stop: retries still waiting are abandoned at once; running attempts are waited for (up to

@@ -109,13 +109,11 @@ class ControlRoute:
         self.endpoint = ""
         # Engines moto lacks, answered here: Lambda Invoke (firehose.local_aws.lambda_api) and Athena
         # query executions on DuckDB (firehose.local_aws.athena).
-        self.lambda_invoke = LambdaInvokeRoute(lambda: self._client("lambda"), self._aws_environment)
+        self.lambda_invoke = LambdaInvokeRoute(self._client, self._aws_environment)
         self.athena = AthenaRoute(self._client)
         # Lambda's SQS event source mappings, polled from a thread of their own once the server serves
         # (firehose.local_aws.event_sources); the functions run in the Invoke route's warm workers.
-        self.event_sources = SqsEventSources(
-            lambda: self.endpoint, self.lambda_invoke.function, region=REGION, credentials=CREDENTIALS
-        )
+        self.event_sources = SqsEventSources(self._client, self.lambda_invoke.function, region=REGION)
         self._client_lock = threading.Lock()
 
     def _aws_environment(self) -> dict[str, str]:
@@ -127,10 +125,13 @@ class ControlRoute:
             "AWS_REGION": REGION,
         }
 
-    def _client(self, service: str) -> Any:
+    def _client(self, service: str, *, region: str = REGION, config: Config | None = None) -> Any:
+        """A client of this embedded AWS, for the routes and their background threads (one factory)."""
         # boto3's default session is not safe to create clients from in several threads at once.
         with self._client_lock:
-            return boto3.client(service, endpoint_url=self.endpoint, region_name=REGION, **CREDENTIALS)  # type: ignore[call-overload]
+            return boto3.client(  # type: ignore[call-overload]
+                service, endpoint_url=self.endpoint, region_name=region, config=config, **CREDENTIALS
+            )
 
     def start(self) -> None:
         """Start the background work of a serving server (the endpoint is known)."""
